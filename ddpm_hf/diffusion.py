@@ -1,0 +1,156 @@
+"""The Gaussian diffusion of Ho et al. (2020) as small pure functions.
+
+Every table is float64, as in the authors' code; values are gathered per timestep and only then cast to the
+compute dtype, which is float32 or wider whatever the input's dtype (bf16/fp16 round ᾱ_t badly).
+Equation numbers refer to the paper (arXiv:2006.11239).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, fields
+
+import numpy as np
+import torch
+
+VARIANCE_TYPES = ("fixed_small", "fixed_large")
+
+
+@dataclass(frozen=True)
+class DiffusionTables:
+    """Per-timestep constants of the forward process and its posterior, index t = 0..T-1, float64."""
+
+    betas: torch.Tensor
+    alphas: torch.Tensor
+    alphas_cumprod: torch.Tensor
+    alphas_cumprod_prev: torch.Tensor
+    sqrt_alphas_cumprod: torch.Tensor
+    sqrt_one_minus_alphas_cumprod: torch.Tensor
+    log_one_minus_alphas_cumprod: torch.Tensor
+    sqrt_recip_alphas_cumprod: torch.Tensor
+    sqrt_recipm1_alphas_cumprod: torch.Tensor
+    posterior_variance: torch.Tensor
+    posterior_log_variance_clipped: torch.Tensor
+    posterior_mean_coef1: torch.Tensor
+    posterior_mean_coef2: torch.Tensor
+
+    def as_dict(self) -> dict[str, torch.Tensor]:
+        return {f.name: getattr(self, f.name) for f in fields(self)}
+
+
+def linear_beta_schedule(beta_start: float, beta_end: float, num_timesteps: int) -> np.ndarray:
+    """β_1..β_T linear from beta_start to beta_end (Sec. 4), float64."""
+    return np.linspace(beta_start, beta_end, num_timesteps, dtype=np.float64)
+
+
+def check_betas(betas: np.ndarray) -> None:
+    """Raise a ValueError unless every β_t lies in the open interval (0, 1) and there are at least two."""
+    if betas.ndim != 1 or betas.shape[0] < 2:
+        raise ValueError(f"betas must be a 1-D sequence of at least 2 values, got shape {tuple(betas.shape)}")
+    bad = np.flatnonzero(~((betas > 0) & (betas < 1)))
+    if bad.size:
+        raise ValueError(f"betas must lie in (0, 1); betas[{bad[0]}] = {float(betas[bad[0]])}")
+
+
+def make_tables(betas: np.ndarray | torch.Tensor) -> DiffusionTables:
+    """Closed forms of q(x_t | x_0) (Eq. 4) and of the posterior q(x_{t-1} | x_t, x_0) (Eqs. 6-7) in float64."""
+    betas = torch.as_tensor(np.asarray(betas, dtype=np.float64))
+    alphas = 1.0 - betas
+    alphas_cumprod = torch.cumprod(alphas, dim=0)
+    alphas_cumprod_prev = torch.cat([torch.ones(1, dtype=torch.float64), alphas_cumprod[:-1]])
+    posterior_variance = betas * (1.0 - alphas_cumprod_prev) / (1.0 - alphas_cumprod)
+    # β̃_0 = 0: the reference replaces log β̃_0 by log β̃_1 rather than clamping it (diffusers clamps to 1e-20).
+    posterior_log_variance_clipped = torch.log(torch.cat([posterior_variance[1:2], posterior_variance[1:]]))
+    return DiffusionTables(
+        betas=betas,
+        alphas=alphas,
+        alphas_cumprod=alphas_cumprod,
+        alphas_cumprod_prev=alphas_cumprod_prev,
+        sqrt_alphas_cumprod=torch.sqrt(alphas_cumprod),
+        sqrt_one_minus_alphas_cumprod=torch.sqrt(1.0 - alphas_cumprod),
+        log_one_minus_alphas_cumprod=torch.log(1.0 - alphas_cumprod),
+        sqrt_recip_alphas_cumprod=torch.sqrt(1.0 / alphas_cumprod),
+        sqrt_recipm1_alphas_cumprod=torch.sqrt(1.0 / alphas_cumprod - 1.0),
+        posterior_variance=posterior_variance,
+        posterior_log_variance_clipped=posterior_log_variance_clipped,
+        posterior_mean_coef1=betas * torch.sqrt(alphas_cumprod_prev) / (1.0 - alphas_cumprod),
+        posterior_mean_coef2=(1.0 - alphas_cumprod_prev) * torch.sqrt(alphas) / (1.0 - alphas_cumprod),
+    )
+
+
+def model_log_variance_table(tables: DiffusionTables, variance_type: str) -> torch.Tensor:
+    """log σ_t² of the reverse process (Sec. 3.2): β̃_t for fixed_small; β_t, with β̃_1 at t = 0, for fixed_large."""
+    if variance_type == "fixed_small":
+        return tables.posterior_log_variance_clipped
+    if variance_type == "fixed_large":
+        # β̃_1 at t = 0 gives the better decoder likelihood, as in the reference.
+        return torch.log(torch.cat([tables.posterior_variance[1:2], tables.betas[1:]]))
+    raise ValueError(f"variance_type must be one of {VARIANCE_TYPES}, got {variance_type!r}")
+
+
+def respaced_betas(alphas_cumprod: torch.Tensor, timesteps: torch.Tensor) -> torch.Tensor:
+    """β'_k = 1 - ᾱ_{s_k} / ᾱ_{s_{k-1}} of the sub-chain on ascending timesteps s_0 < s_1 < … (ᾱ_{s_{-1}} = 1)."""
+    kept = alphas_cumprod[timesteps]
+    return 1.0 - kept / torch.cat([torch.ones(1, dtype=kept.dtype), kept[:-1]])
+
+
+def compute_dtype(dtype: torch.dtype) -> torch.dtype:
+    """The dtype the diffusion arithmetic runs in: float32, or float64 when the input is float64."""
+    return torch.promote_types(dtype, torch.float32)
+
+
+def extract(table: torch.Tensor, t: torch.Tensor | int, x: torch.Tensor) -> torch.Tensor:
+    """table[t] shaped to broadcast against x: a 0-d CPU scalar for one t, [B, 1, 1, 1] on x's device for [B]."""
+    if not isinstance(t, torch.Tensor) or t.ndim == 0:
+        # A 0-d CPU tensor combines with a tensor on any device as a scalar: no copy and no host sync.
+        return table[int(t)]
+    dtype = compute_dtype(x.dtype)
+    # MPS has no float64: cast before moving there. Elsewhere gather in float64 and cast once.
+    table = table.to(device=x.device, dtype=dtype if x.device.type == "mps" else table.dtype)
+    out = table[t.to(device=x.device, dtype=torch.long)].to(dtype)
+    return out.reshape(t.shape[0], *([1] * (x.ndim - 1)))
+
+
+def q_sample(tables: DiffusionTables, x_0: torch.Tensor, t: torch.Tensor, noise: torch.Tensor) -> torch.Tensor:
+    """x_t = sqrt(ᾱ_t) x_0 + sqrt(1 - ᾱ_t) ε, a sample of q(x_t | x_0) (Eq. 4), in float32 or wider."""
+    dtype = compute_dtype(x_0.dtype)
+    return extract(tables.sqrt_alphas_cumprod, t, x_0) * x_0.to(dtype) + extract(
+        tables.sqrt_one_minus_alphas_cumprod, t, x_0
+    ) * noise.to(dtype)
+
+
+def q_posterior_mean_variance(
+    tables: DiffusionTables, x_0: torch.Tensor, x_t: torch.Tensor, t: torch.Tensor
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Mean μ̃_t, variance β̃_t and clipped log-variance of q(x_{t-1} | x_t, x_0) (Eqs. 6-7)."""
+    dtype = compute_dtype(x_t.dtype)
+    mean = extract(tables.posterior_mean_coef1, t, x_t) * x_0.to(dtype) + extract(
+        tables.posterior_mean_coef2, t, x_t
+    ) * x_t.to(dtype)
+    return mean, extract(tables.posterior_variance, t, x_t), extract(tables.posterior_log_variance_clipped, t, x_t)
+
+
+def predict_start_from_noise(
+    tables: DiffusionTables, x_t: torch.Tensor, t: torch.Tensor, eps: torch.Tensor
+) -> torch.Tensor:
+    """x̂_0 = sqrt(1/ᾱ_t) x_t - sqrt(1/ᾱ_t - 1) ε (Eq. 4 solved for x_0, as used in Eq. 11)."""
+    dtype = compute_dtype(x_t.dtype)
+    return extract(tables.sqrt_recip_alphas_cumprod, t, x_t) * x_t.to(dtype) - extract(
+        tables.sqrt_recipm1_alphas_cumprod, t, x_t
+    ) * eps.to(dtype)
+
+
+def p_mean_variance(
+    tables: DiffusionTables,
+    model_log_variance: torch.Tensor,
+    eps: torch.Tensor,
+    x_t: torch.Tensor,
+    t: torch.Tensor,
+    clip_denoised: bool = True,
+) -> dict[str, torch.Tensor]:
+    """Mean and variance of p_θ(x_{t-1} | x_t) for an ε-prediction: μ_θ = μ̃_t(x̂_0, x_t) (Eqs. 7, 11), σ_t² fixed."""
+    pred_xstart = predict_start_from_noise(tables, x_t, t, eps)
+    if clip_denoised:
+        pred_xstart = pred_xstart.clamp(-1.0, 1.0)
+    mean, _, _ = q_posterior_mean_variance(tables, pred_xstart, x_t, t)
+    log_variance = extract(model_log_variance, t, x_t)
+    return {"mean": mean, "variance": torch.exp(log_variance), "log_variance": log_variance, "pred_xstart": pred_xstart}

@@ -1,0 +1,111 @@
+"""`DDPMPaperPipeline`: Algorithm 2 of the paper as a diffusers `DiffusionPipeline`."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+from typing import Any
+
+import torch
+from diffusers import DiffusionPipeline, ImagePipelineOutput, UNet2DModel
+from diffusers.schedulers.scheduling_utils import SchedulerMixin
+from diffusers.utils.torch_utils import randn_tensor
+
+from .hub import download_pipeline
+from .scheduler import DDPMPaperScheduler
+
+PRECISIONS = ("auto", "fp32", "bf16")
+OUTPUT_TYPES = ("pil", "np", "pt")
+
+
+class DDPMPaperPipeline(DiffusionPipeline):
+    """Unconditional DDPM sampling (Algorithm 2) with a `UNet2DModel` and a `DDPMPaperScheduler`.
+
+    Loads its own folders, vanilla diffusers `DDPMPipeline` folders (their `DDPMScheduler` is converted to a
+    `DDPMPaperScheduler` with the same config) and Hub repo ids. Weights are read from safetensors only.
+    """
+
+    model_cpu_offload_seq = "unet"
+
+    def __init__(self, unet: UNet2DModel, scheduler: SchedulerMixin) -> None:
+        super().__init__()
+        if not isinstance(scheduler, DDPMPaperScheduler):
+            scheduler = DDPMPaperScheduler.from_config(scheduler.config)
+        self.register_modules(unet=unet, scheduler=scheduler)
+
+    @classmethod
+    def download(cls, pretrained_model_name: str, **kwargs: Any) -> str:
+        """Fetch a pipeline repo from the Hub (see `ddpm_hf.hub.download_pipeline`)."""
+        return download_pipeline(pretrained_model_name, **kwargs)
+
+    @classmethod
+    def from_pretrained(cls, pretrained_model_name_or_path: str | os.PathLike, **kwargs: Any) -> DDPMPaperPipeline:
+        """Load from a local folder or a Hub repo id; only safetensors weights are read.
+
+        Takes diffusers' `from_pretrained` arguments (`revision`, `token`, `cache_dir`, `torch_dtype`, ...).
+        """
+        if kwargs.get("use_safetensors") is False:
+            raise ValueError("DDPMPaperPipeline only loads safetensors weights; drop use_safetensors=False")
+        folder = pretrained_model_name_or_path
+        if not os.path.isdir(folder):
+            folder = cls.download(str(folder), **kwargs)
+        return super().from_pretrained(folder, use_safetensors=True, **kwargs)
+
+    def _autocast(self, precision: str) -> contextlib.AbstractContextManager:
+        """The network's numeric mode; the scheduler's update always runs in float32 or wider."""
+        if precision == "bf16":
+            return torch.autocast(device_type=self._execution_device.type, dtype=torch.bfloat16)
+        return contextlib.nullcontext()
+
+    @torch.no_grad()
+    def __call__(
+        self,
+        batch_size: int = 1,
+        generator: torch.Generator | list[torch.Generator] | None = None,
+        num_inference_steps: int = 1000,
+        output_type: str = "pil",
+        return_dict: bool = True,
+        precision: str = "auto",
+    ) -> ImagePipelineOutput | tuple:
+        """Sample `batch_size` images with Algorithm 2.
+
+        Args:
+            batch_size: number of images.
+            generator: a `torch.Generator`, or one per image so that each image is independent of the batch.
+            num_inference_steps: T (1000) for the paper's sampler; fewer samples the respaced sub-chain.
+            output_type: `"pil"`, `"np"` (float in [0, 1], NHWC) or `"pt"` (float in [0, 1], NCHW).
+            return_dict: return an `ImagePipelineOutput` rather than a tuple.
+            precision: `"fp32"` is exact and matches diffusers' `DDPMPipeline`; `"bf16"` runs the network under
+                bf16 autocast; `"auto"` picks the fastest mode that keeps sample quality (currently fp32).
+        """
+        if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
+            raise ValueError(f"batch_size must be a positive integer, got {batch_size!r}")
+        if isinstance(generator, list) and len(generator) != batch_size:
+            raise ValueError(f"got {len(generator)} generators for batch_size={batch_size}; pass one per image")
+        if output_type not in OUTPUT_TYPES:
+            raise ValueError(f"output_type must be one of {OUTPUT_TYPES}, got {output_type!r}")
+        if precision not in PRECISIONS:
+            raise ValueError(f"precision must be one of {PRECISIONS}, got {precision!r}")
+        precision = "fp32" if precision == "auto" else precision
+
+        size = self.unet.config.sample_size
+        size = (size, size) if isinstance(size, int) else tuple(size)
+        shape = (batch_size, self.unet.config.in_channels, *size)
+        device = self._execution_device
+        image = randn_tensor(shape, generator=generator, device=device, dtype=torch.float32)
+
+        self.scheduler.set_timesteps(num_inference_steps)
+        with self._autocast(precision):
+            for t in self.progress_bar(self.scheduler.timesteps):
+                eps = self.unet(image.to(self.unet.dtype), t).sample.float()
+                image = self.scheduler.step(eps, t, image, generator=generator).prev_sample
+
+        image = (image / 2 + 0.5).clamp(0, 1)
+        if output_type != "pt":
+            image = image.cpu().permute(0, 2, 3, 1).numpy()
+            if output_type == "pil":
+                image = self.numpy_to_pil(image)
+        self.maybe_free_model_hooks()
+        if not return_dict:
+            return (image,)
+        return ImagePipelineOutput(images=image)

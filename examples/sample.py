@@ -1,0 +1,53 @@
+"""Sample images with DDPMPaperPipeline and save them as one grid PNG.
+
+python examples/sample.py --model runs/digits --num_images 16 --output samples.png
+python examples/sample.py --model user/ddpm-cifar10 --revision main --num_inference_steps 1000
+python examples/sample.py --paper_config cifar10 --num_inference_steps 20   # an untrained network
+"""
+
+import argparse
+import math
+
+import torch
+from diffusers.utils import make_image_grid
+
+from ddpm_hf import DDPMPaperPipeline, DDPMPaperScheduler, DDPMUNet2DModel
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    source = parser.add_mutually_exclusive_group(required=True)
+    source.add_argument("--model", help="a saved pipeline folder or a Hub repo id")
+    source.add_argument("--paper_config", choices=["cifar10", "celebahq256", "lsun256"], help="an untrained paper net")
+    parser.add_argument("--revision", default=None, help="Hub branch, tag or commit")
+    parser.add_argument("--num_images", type=int, default=16)
+    parser.add_argument("--num_inference_steps", type=int, default=1000)
+    parser.add_argument("--precision", choices=["auto", "fp32", "bf16"], default="auto")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    parser.add_argument("--output", default="samples.png")
+    args = parser.parse_args()
+
+    if args.model:
+        pipe = DDPMPaperPipeline.from_pretrained(args.model, revision=args.revision)
+    else:
+        unet = DDPMUNet2DModel.from_paper_config(args.paper_config)
+        pipe = DDPMPaperPipeline(unet=unet, scheduler=DDPMPaperScheduler())
+    pipe.to(args.device)
+    # One generator per image: image i is the same whatever --num_images is.
+    generators = [torch.Generator().manual_seed(args.seed + i) for i in range(args.num_images)]
+    images = pipe(
+        batch_size=args.num_images,
+        generator=generators,
+        num_inference_steps=args.num_inference_steps,
+        precision=args.precision,
+    ).images
+    cols = math.ceil(math.sqrt(args.num_images))
+    rows = math.ceil(args.num_images / cols)
+    images += [images[0].copy().point(lambda _: 0)] * (rows * cols - len(images))  # black padding cells
+    make_image_grid(images, rows=rows, cols=cols).save(args.output)
+    print(f"wrote {args.num_images} samples to {args.output}")
+
+
+if __name__ == "__main__":
+    main()

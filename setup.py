@@ -1,0 +1,30 @@
+from pathlib import Path
+
+from setuptools import find_packages, setup
+
+setup(
+    name="ddpm_hf",
+    version="0.1.0",
+    description="The DDPM paper (Ho, Jain, Abbeel 2020), exactly, as diffusers components trained with Accelerate",
+    long_description=Path(__file__).with_name("README.md").read_text(encoding="utf-8"),
+    long_description_content_type="text/markdown",
+    license="Apache-2.0",
+    packages=find_packages(include=["ddpm_hf", "ddpm_hf.*"]),
+    python_requires=">=3.10",
+    # torch is not pinned here: install the build for your platform first (see README).
+    install_requires=[
+        "torch>=2.1",
+        "diffusers>=0.36",
+        "accelerate>=1.0",
+        "datasets>=3.0",
+        "huggingface_hub>=0.34",
+        "safetensors>=0.4",
+        "numpy>=1.24",
+        "pillow>=10.0",
+        "tqdm>=4.60",
+    ],
+    extras_require={
+        "train": ["scikit-learn>=1.3", "tensorboard>=2.14", "matplotlib>=3.7"],
+        "dev": ["pytest>=8.0", "ruff>=0.6", "scikit-learn>=1.3", "tensorboard>=2.14", "matplotlib>=3.7"],
+    },
+)
