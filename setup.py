@@ -10,6 +10,7 @@ setup(
     long_description_content_type="text/markdown",
     license="Apache-2.0",
     packages=find_packages(include=["ddpm_hf", "ddpm_hf.*"]),
+    package_data={"ddpm_hf": ["model_card.md"]},  # a link to the top-level template
     python_requires=">=3.10",
     # torch is not pinned here: install the build for your platform first (see README).
     install_requires=[
