@@ -1,0 +1,123 @@
+"""Image datasets for training and evaluation: `datasets` sources decoded and scaled to [-1, 1] as the paper does."""
+
+from __future__ import annotations
+
+import io
+import os
+from typing import Any
+
+import datasets
+import numpy as np
+import torch
+from PIL import Image
+
+DIGITS = "sklearn-digits"  # scikit-learn's bundled 8×8 digits: data that needs no download
+IMAGE_COLUMNS = ("image", "img")
+
+
+class BadImageError(ValueError):
+    """An image that cannot be decoded; the message names its file (or its row when it has none)."""
+
+
+def digits_dataset() -> datasets.Dataset:
+    """scikit-learn's 1,797 8×8 digits (values 0..16) as 8-bit grayscale PNGs with their labels."""
+    from sklearn.datasets import load_digits
+
+    digits = load_digits()
+    pixels = np.round(digits.images * (255.0 / 16.0)).astype(np.uint8)
+    features = datasets.Features({"image": datasets.Image(), "label": datasets.ClassLabel(num_classes=10)})
+    return datasets.Dataset.from_dict(
+        {"image": [Image.fromarray(p, mode="L") for p in pixels], "label": digits.target.tolist()}, features=features
+    )
+
+
+def load_image_dataset(
+    dataset_name: str | None = None,
+    train_data_dir: str | None = None,
+    split: str = "train",
+    image_column: str | None = None,
+    cache_dir: str | None = None,
+) -> tuple[datasets.Dataset, str]:
+    """Load images lazily from a Hub id or local path (`load_dataset`: parquet, imagefolder, arrow...), a
+    `save_to_disk` folder, a folder of images (`train_data_dir`), or the bundled `sklearn-digits`.
+
+    Returns the dataset with its image column left undecoded (decoding happens per item in `decode_image`, so a
+    corrupt file is reported by name) and the name of that column.
+    """
+    if (dataset_name is None) == (train_data_dir is None):
+        raise ValueError("pass exactly one of dataset_name and train_data_dir")
+    if dataset_name == DIGITS:
+        ds = digits_dataset()
+    elif dataset_name is not None and any(
+        os.path.isfile(os.path.join(dataset_name, f)) for f in ("state.json", "dataset_dict.json")
+    ):
+        ds = datasets.load_from_disk(dataset_name)  # a folder written by `Dataset.save_to_disk`
+        if isinstance(ds, datasets.DatasetDict):
+            ds = ds[split]
+    elif train_data_dir is not None:
+        ds = datasets.load_dataset("imagefolder", data_dir=train_data_dir, split=split, cache_dir=cache_dir)
+    else:
+        ds = datasets.load_dataset(dataset_name, split=split, cache_dir=cache_dir)
+    if image_column is None:
+        found = [c for c in IMAGE_COLUMNS if c in ds.column_names]
+        if not found:
+            raise ValueError(f"no image column among {ds.column_names}; pass image_column")
+        image_column = found[0]
+    elif image_column not in ds.column_names:
+        raise ValueError(f"image_column {image_column!r} not in {ds.column_names}")
+    if not isinstance(ds.features[image_column], datasets.Image):
+        raise ValueError(f"column {image_column!r} holds {ds.features[image_column]}, not images")
+    return ds.cast_column(image_column, datasets.Image(decode=False)), image_column
+
+
+def decode_image(item: dict[str, Any], index: int) -> Image.Image:
+    """Decode one undecoded `datasets.Image` entry ({"bytes", "path"}), naming the file if it is unreadable."""
+    where = item.get("path") or f"row {index}"
+    try:
+        source = io.BytesIO(item["bytes"]) if item.get("bytes") is not None else item["path"]
+        image = Image.open(source)
+        image.load()
+        return image
+    except Exception as e:  # PIL raises many types (OSError, SyntaxError, ValueError...) for bad files
+        raise BadImageError(f"cannot read image {where}: {e}") from e
+
+
+def to_tensor(image: Image.Image, resolution: int, channels: int) -> torch.Tensor:
+    """[C, H, W] uint8: converted to `channels` (1: L, 3: RGB), shorter side resized to `resolution`, center-cropped."""
+    if channels not in (1, 3):
+        raise ValueError(f"channels must be 1 or 3, got {channels}")
+    image = image.convert("L" if channels == 1 else "RGB")
+    if image.size != (resolution, resolution):
+        scale = resolution / min(image.size)
+        size = (max(resolution, round(image.width * scale)), max(resolution, round(image.height * scale)))
+        image = image.resize(size, Image.Resampling.BICUBIC)
+        left, top = (image.width - resolution) // 2, (image.height - resolution) // 2
+        image = image.crop((left, top, left + resolution, top + resolution))
+    array = np.asarray(image, dtype=np.uint8).reshape(resolution, resolution, channels)
+    return torch.from_numpy(array.copy()).permute(2, 0, 1)
+
+
+def scale_to_model(x: torch.Tensor) -> torch.Tensor:
+    """uint8 pixels to the model's [-1, 1] as the reference does: x / 127.5 - 1."""
+    return x.float() / 127.5 - 1.0
+
+
+class ImageDataset(torch.utils.data.Dataset):
+    """uint8 [C, H, W] tensors from an undecoded `datasets` image column; None for unreadable ones when skipping."""
+
+    def __init__(
+        self, ds: datasets.Dataset, image_column: str, resolution: int, channels: int, skip_bad_images: bool = False
+    ) -> None:
+        self.ds, self.column = ds, image_column
+        self.resolution, self.channels, self.skip_bad_images = resolution, channels, skip_bad_images
+
+    def __len__(self) -> int:
+        return len(self.ds)
+
+    def __getitem__(self, index: int) -> torch.Tensor | None:
+        try:
+            return to_tensor(decode_image(self.ds[index][self.column], index), self.resolution, self.channels)
+        except BadImageError:
+            if self.skip_bad_images:
+                return None
+            raise

@@ -1,0 +1,69 @@
+"""ddpm_hf.data: datasets sources (parquet, imagefolder, arrow, bundled digits), conversion and bad files."""
+
+import datasets
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from ddpm_hf.data import DIGITS, BadImageError, ImageDataset, load_image_dataset, scale_to_model, to_tensor
+
+
+@pytest.fixture
+def image_folder(tmp_path):
+    rng = np.random.default_rng(0)
+    (tmp_path / "imgs" / "cls").mkdir(parents=True)
+    for i, mode in enumerate(("RGB", "RGBA", "L")):
+        shape = (40, 30, len(mode)) if mode != "L" else (40, 30)
+        Image.fromarray(rng.integers(0, 256, shape, dtype=np.uint8), mode).save(tmp_path / "imgs" / "cls" / f"{i}.png")
+    return tmp_path / "imgs"
+
+
+def test_imagefolder_converts_modes_and_sizes(image_folder):
+    ds, column = load_image_dataset(train_data_dir=str(image_folder))
+    assert column == "image" and len(ds) == 3
+    data = ImageDataset(ds, column, resolution=16, channels=3)
+    for i in range(3):
+        x = data[i]
+        assert x.shape == (3, 16, 16) and x.dtype == torch.uint8
+    assert ImageDataset(ds, column, resolution=8, channels=1)[0].shape == (1, 8, 8)
+
+
+def test_bad_image_is_named_or_skipped(image_folder):
+    (image_folder / "cls" / "broken.png").write_bytes(b"\x89PNG but not really")
+    ds, column = load_image_dataset(train_data_dir=str(image_folder))
+    data = ImageDataset(ds, column, resolution=16, channels=3)
+    bad = next(i for i in range(len(ds)) if ds[i][column]["path"].endswith("broken.png"))
+    with pytest.raises(BadImageError, match=r"broken\.png"):
+        data[bad]
+    assert ImageDataset(ds, column, 16, 3, skip_bad_images=True)[bad] is None
+
+
+def test_parquet_and_arrow_with_img_column(tmp_path):
+    images = [Image.fromarray(np.full((32, 32, 3), i * 40, dtype=np.uint8)) for i in range(4)]
+    ds = datasets.Dataset.from_dict({"img": images, "label": [0, 1, 2, 3]}).cast_column("img", datasets.Image())
+    ds.to_parquet(str(tmp_path / "pq" / "train-00000.parquet"))
+    ds.save_to_disk(str(tmp_path / "arrow"))
+    for source in (tmp_path / "pq", tmp_path / "arrow"):
+        loaded, column = load_image_dataset(str(source))
+        assert column == "img" and len(loaded) == 4
+        assert int(ImageDataset(loaded, column, 32, 3)[2][0, 0, 0]) == 80
+    with pytest.raises(ValueError, match="nope"):
+        load_image_dataset(str(tmp_path / "pq"), image_column="nope")
+    datasets.Dataset.from_dict({"text": ["a", "b"]}).to_parquet(str(tmp_path / "txt" / "train.parquet"))
+    with pytest.raises(ValueError, match="no image column"):
+        load_image_dataset(str(tmp_path / "txt"))
+
+
+def test_digits_and_scaling():
+    ds, column = load_image_dataset(DIGITS)
+    assert len(ds) == 1797
+    x = ImageDataset(ds, column, 8, 1)[0]
+    assert x.shape == (1, 8, 8) and x.max() == 239  # 15/16 of 255: digits' values are 0..16
+    assert scale_to_model(torch.tensor([0, 255], dtype=torch.uint8)).tolist() == [-1.0, 1.0]
+
+
+def test_center_crop_keeps_the_middle():
+    image = Image.fromarray(np.concatenate([np.zeros((8, 8), np.uint8), np.full((8, 8), 255, np.uint8)] * 2, axis=1))
+    x = to_tensor(image, 8, 1)  # 32 wide, 8 high: columns 12..19 straddle a 255→0 edge
+    assert x[0, 0].tolist() == [255, 255, 255, 255, 0, 0, 0, 0]
