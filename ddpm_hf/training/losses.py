@@ -1,0 +1,41 @@
+"""The two training objectives of the paper: L_simple (Eq. 14) and the true variational bound L (Table 2)."""
+
+from __future__ import annotations
+
+import importlib.util
+
+import torch
+
+from ..scheduler import DDPMPaperScheduler
+
+
+def simple_loss(eps: torch.Tensor, noise: torch.Tensor) -> torch.Tensor:
+    """L_simple (Eq. 14) per example: ||ε - ε_θ(x_t, t)||² averaged over dimensions, in float32."""
+    return (eps.float() - noise.float()).square().mean(dim=tuple(range(1, eps.ndim)))
+
+
+def training_loss(
+    kind: str,
+    scheduler: DDPMPaperScheduler,
+    x_0: torch.Tensor,
+    x_t: torch.Tensor,
+    t: torch.Tensor,
+    noise: torch.Tensor,
+    eps: torch.Tensor,
+) -> torch.Tensor:
+    """Per-example loss [B]: `"simple"` (L_simple) or `"vlb"` (the bound's term L_{t-1}, as the reference's "kl")."""
+    if kind == "simple":
+        return simple_loss(eps, noise)
+    if kind == "vlb":
+        from ..likelihood import vlb_terms
+
+        return vlb_terms(scheduler, x_0, x_t, t, eps)
+    raise ValueError(f"loss must be 'simple' or 'vlb', got {kind!r}")
+
+
+def check_loss_available(kind: str) -> None:
+    """Fail before training starts, with a clear message, for an objective this version cannot compute."""
+    if kind not in ("simple", "vlb"):
+        raise ValueError(f"loss must be 'simple' or 'vlb', got {kind!r}")
+    if kind == "vlb" and importlib.util.find_spec("ddpm_hf.likelihood") is None:
+        raise NotImplementedError("--loss vlb needs ddpm_hf.likelihood (the bound's terms), which this version lacks")

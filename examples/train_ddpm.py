@@ -1,0 +1,13 @@
+"""Train a DDPM with the paper's recipe.
+
+    accelerate launch examples/train_ddpm.py --preset digits                       # bundled data, 2-core CPU
+    accelerate launch examples/train_ddpm.py --preset cifar10 --dataset_name cifar10 --output_dir runs/cifar10
+    accelerate launch --multi_gpu --num_processes 8 examples/train_ddpm.py --preset cifar10 ...
+
+`--preset NAME --help` lists every flag with that preset's defaults.
+"""
+
+from ddpm_hf.training import parse_args, train
+
+if __name__ == "__main__":
+    train(parse_args())

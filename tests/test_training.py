@@ -1,0 +1,237 @@
+"""Training: presets, the step plan, a full tiny run, exact resume after SIGKILL, atomic checkpoints, divergence."""
+
+import json
+import os
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+from safetensors.torch import load_file
+
+from ddpm_hf import DDPMPaperPipeline
+from ddpm_hf.training import TrainConfig, TrainingDiverged, parse_args, preset_config, train
+from ddpm_hf.training.batches import global_batch_indices, micro_slice
+from ddpm_hf.training.checkpoint import list_checkpoints, resolve_checkpoint
+from ddpm_hf.training.loop import warmup_lr
+
+ROOT = Path(__file__).resolve().parents[1]
+TINY = {  # the digits preset at toy size: a step takes a few milliseconds
+    "unet_config": {
+        "sample_size": 8,
+        "in_channels": 1,
+        "out_channels": 1,
+        "block_out_channels": [16, 16],
+        "down_block_types": ["DownBlock2D", "AttnDownBlock2D"],
+        "up_block_types": ["AttnUpBlock2D", "UpBlock2D"],
+        "layers_per_block": 1,
+        "norm_num_groups": 8,
+    },
+    "train_batch_size": 8,
+    "num_grid_images": 4,
+    "num_inference_steps": 5,
+    "save_images_steps": 0,
+    "logging_steps": 1,
+}
+
+
+def tiny_args(output_dir, **overrides) -> list[str]:
+    values = {**TINY, "output_dir": str(output_dir), **overrides}
+    return ["--preset", "digits"] + [
+        a for k, v in values.items() for a in (f"--{k}", json.dumps(v) if isinstance(v, dict) else str(v))
+    ]
+
+
+def test_presets_carry_the_papers_hyperparameters():
+    c = preset_config("cifar10")
+    assert (c.train_batch_size, c.learning_rate, c.lr_warmup_steps, c.max_grad_norm) == (128, 2e-4, 5000, 1.0)
+    assert (c.dropout, c.random_flip, c.ema_decay, c.max_train_steps, c.model) == (
+        0.1,
+        True,
+        0.9999,
+        800_000,
+        "cifar10",
+    )
+    assert (c.adam_beta1, c.adam_beta2, c.adam_epsilon, c.loss, c.variance_type) == (
+        0.9,
+        0.999,
+        1e-8,
+        "simple",
+        "fixed_large",
+    )
+    for name in ("celebahq256", "lsun256"):
+        c = preset_config(name, dataset_name="x")
+        assert (c.train_batch_size, c.learning_rate, c.dropout, c.resolution, c.model) == (64, 2e-5, 0.0, 256, name)
+    d = preset_config("digits")
+    assert d.dataset_name == "sklearn-digits" and d.unet_config["in_channels"] == 1
+
+
+def test_flags_override_presets_and_help_shows_effective_defaults(capsys):
+    cfg = parse_args(
+        ["--preset", "cifar10", "--learning_rate", "1e-4", "--random_flip", "false", "--dataset_name", "d"]
+    )
+    assert cfg.learning_rate == 1e-4 and cfg.random_flip is False and cfg.train_batch_size == 128
+    cfg = parse_args(["--preset", "digits", "--unet_config", '{"sample_size": 8}', "--checkpoints_total_limit", "none"])
+    assert cfg.unet_config == {"sample_size": 8} and cfg.checkpoints_total_limit is None
+    with pytest.raises(SystemExit):
+        parse_args(["--preset", "digits", "--help"])
+    help_text = capsys.readouterr().out
+    assert "--learning_rate LEARNING_RATE\n                        (default: 0.001)" in help_text
+    with pytest.raises(ValueError, match="loss"):
+        parse_args(["--preset", "digits", "--loss", "l1"])
+
+
+def test_step_plan():
+    seen = torch.cat([global_batch_indices(s, 10, 4, seed=0) for s in range(5)])  # 20 draws = 2 epochs of 10
+    assert sorted(seen[:10].tolist()) == list(range(10)) and sorted(seen[10:].tolist()) == list(range(10))
+    assert torch.equal(global_batch_indices(3, 10, 4, seed=0), seen[12:16])
+    # 2 processes × 2 accumulation steps × 3 images cover the global batch of 12 exactly once.
+    parts = sorted(i for m in range(2) for p in range(2) for i in range(12)[micro_slice(m, p, 2, 3)])
+    assert parts == list(range(12))
+    assert (
+        warmup_lr(0, 2e-4, 5000) == 0.0 and warmup_lr(2500, 2e-4, 5000) == 1e-4 and warmup_lr(9999, 2e-4, 5000) == 2e-4
+    )
+
+
+def test_tiny_run_writes_a_loadable_pipeline(tmp_path):
+    out = tmp_path / "run"
+    train(parse_args(tiny_args(out, max_train_steps=4, checkpointing_steps=2, report_to="tensorboard")))
+    pipe = DDPMPaperPipeline.from_pretrained(out)
+    assert pipe.unet.config.in_channels == 1
+    images = pipe(batch_size=2, num_inference_steps=3, output_type="np").images
+    assert images.shape == (2, 8, 8, 1)
+    assert [p.name for p in list_checkpoints(out / "checkpoints")] == ["checkpoint-2", "checkpoint-4"]
+    card = (out / "README.md").read_text()
+    assert "library_name: diffusers" in card and "`learning_rate` | `0.001`" in card
+    assert Image.open(out / "samples.png").size == (16, 16)  # 2 × 2 grid of 8 × 8
+    assert list((out / "logs").rglob("events.out.tfevents.*"))
+
+
+def run_training(args, env=None, patch="") -> subprocess.CompletedProcess:
+    """Train in a fresh process; `patch` is code run first (e.g. to make the process kill itself at a set point)."""
+    code = "import os, signal, sys\nimport ddpm_hf.training.loop as loop\n" + textwrap.dedent(patch)
+    code += "\nfrom ddpm_hf.training import parse_args\nloop.train(parse_args(sys.argv[1:]))\n"
+    return subprocess.run([sys.executable, "-c", code, *args], capture_output=True, text=True, env=env, cwd=ROOT)
+
+
+KILL_AFTER_CHECKPOINT = """
+_save = loop.save_checkpoint
+def save_checkpoint(accelerator, folder, step, limit):
+    path = _save(accelerator, folder, step, limit)
+    if step == int(os.environ["KILL_AT"]):
+        os.kill(os.getpid(), signal.SIGKILL)
+    return path
+loop.save_checkpoint = save_checkpoint
+"""
+
+KILL_DURING_CHECKPOINT = """
+import ddpm_hf.training.checkpoint as ckpt
+def save_state(self, output_dir, **kwargs):
+    if output_dir.endswith("checkpoint-" + os.environ["KILL_AT"]):
+        os.makedirs(output_dir, exist_ok=True)
+        open(os.path.join(output_dir, "model.safetensors"), "wb").write(b"half")
+        os.kill(os.getpid(), signal.SIGKILL)
+    return _save_state(self, output_dir, **kwargs)
+_save_state = ckpt.Accelerator.save_state
+ckpt.Accelerator.save_state = save_state
+"""
+
+
+def final_weights(out: Path) -> tuple[dict, dict]:
+    model = load_file(out / "checkpoints" / "checkpoint-6" / "model.safetensors")
+    ema = load_file(out / "unet" / "diffusion_pytorch_model.safetensors")
+    return model, ema
+
+
+def assert_same_weights(a: dict, b: dict) -> None:
+    assert a.keys() == b.keys()
+    for key in a:
+        assert torch.equal(a[key], b[key]), key
+
+
+def test_resume_after_sigkill_is_exact(tmp_path):
+    # Dropout on, so that the restored RNG state matters too.
+    common = {"max_train_steps": 6, "checkpointing_steps": 3, "dropout": 0.1, "checkpoints_total_limit": "none"}
+    straight = tmp_path / "straight"
+    assert run_training(tiny_args(straight, **common)).returncode == 0
+    killed = tmp_path / "killed"
+    env = {**os.environ, "KILL_AT": "3"}
+    result = run_training(tiny_args(killed, **common), env=env, patch=KILL_AFTER_CHECKPOINT)
+    assert result.returncode == -9, result.stderr
+    assert [p.name for p in list_checkpoints(killed / "checkpoints")] == ["checkpoint-3"]
+    resumed = run_training(tiny_args(killed, resume_from_checkpoint="latest", **common))
+    assert resumed.returncode == 0, resumed.stderr
+    assert "resumed from" in resumed.stdout and "at step 3" in resumed.stdout
+    for a, b in zip(final_weights(straight), final_weights(killed), strict=True):
+        assert_same_weights(a, b)
+
+
+def test_kill_while_writing_a_checkpoint_never_leaves_a_bad_latest(tmp_path):
+    common = {"max_train_steps": 6, "checkpointing_steps": 3}
+    out = tmp_path / "run"
+    result = run_training(tiny_args(out, **common), env={**os.environ, "KILL_AT": "6"}, patch=KILL_DURING_CHECKPOINT)
+    assert result.returncode == -9, result.stderr
+    assert (out / "checkpoints" / "tmp-checkpoint-6").is_dir()  # the half-written one is there ...
+    assert resolve_checkpoint(out / "checkpoints", "latest").name == "checkpoint-3"  # ... and never picked
+    resumed = run_training(tiny_args(out, resume_from_checkpoint="latest", **common))
+    assert resumed.returncode == 0, resumed.stderr
+    assert "at step 3" in resumed.stdout
+    assert [p.name for p in list_checkpoints(out / "checkpoints")] == ["checkpoint-3", "checkpoint-6"]
+    assert not (out / "checkpoints" / "tmp-checkpoint-6").exists()
+
+
+def test_checkpoints_are_pruned(tmp_path):
+    out = tmp_path / "run"
+    train(parse_args(tiny_args(out, max_train_steps=4, checkpointing_steps=1, checkpoints_total_limit=2)))
+    assert [p.name for p in list_checkpoints(out / "checkpoints")] == ["checkpoint-3", "checkpoint-4"]
+
+
+def test_non_finite_loss_stops_and_keeps_the_last_good_checkpoint(tmp_path, monkeypatch):
+    import ddpm_hf.training.loop as loop
+
+    calls = {"n": 0}
+    real = loop.training_loss
+
+    def poisoned(*args):
+        calls["n"] += 1
+        loss = real(*args)
+        return loss * float("nan") if calls["n"] > 3 else loss
+
+    monkeypatch.setattr(loop, "training_loss", poisoned)
+    out = tmp_path / "run"
+    with pytest.raises(TrainingDiverged, match=r"step 3.*checkpoint-2"):
+        train(parse_args(tiny_args(out, max_train_steps=10, checkpointing_steps=2)))
+    assert [p.name for p in list_checkpoints(out / "checkpoints")] == ["checkpoint-2"]
+    assert not (out / "model_index.json").exists()
+
+
+def test_bad_images_stop_the_run_or_are_counted(tmp_path, capsys):
+    folder = tmp_path / "imgs" / "all"
+    folder.mkdir(parents=True)
+    rng = np.random.default_rng(0)
+    for i in range(7):
+        Image.fromarray(rng.integers(0, 256, (12, 12), dtype=np.uint8)).save(folder / f"{i}.png")
+    (folder / "corrupt.png").write_bytes(b"garbage")
+    # --train_data_dir replaces the preset's dataset: digits' settings, the user's images.
+    cfg = parse_args(tiny_args(tmp_path / "run", max_train_steps=3, train_data_dir=str(tmp_path / "imgs")))
+    assert cfg.dataset_name is None
+    with pytest.raises(ValueError, match=r"corrupt\.png"):
+        train(cfg)
+    train(TrainConfig(**{**cfg.to_dict(), "skip_bad_images": True}))
+    out = capsys.readouterr().out
+    assert "7 training images" not in out and "8 training images" in out
+    skipped = int(out.split(" unreadable images skipped")[0].rsplit(", ", 1)[1])
+    assert skipped == 3  # 3 steps × 8 images = 3 epochs of 8 files, the corrupt one drawn once per epoch
+
+
+def test_vlb_loss_is_rejected_until_available(tmp_path):
+    import importlib.util
+
+    if importlib.util.find_spec("ddpm_hf.likelihood") is not None:
+        pytest.skip("ddpm_hf.likelihood exists: --loss vlb is tested with the likelihood")
+    with pytest.raises(NotImplementedError, match="vlb"):
+        train(parse_args(tiny_args(tmp_path / "run", loss="vlb", max_train_steps=1)))
