@@ -235,3 +235,49 @@ def test_vlb_loss_is_rejected_until_available(tmp_path):
         pytest.skip("ddpm_hf.likelihood exists: --loss vlb is tested with the likelihood")
     with pytest.raises(NotImplementedError, match="vlb"):
         train(parse_args(tiny_args(tmp_path / "run", loss="vlb", max_train_steps=1)))
+
+
+def test_two_processes_update_like_one(tmp_path):
+    """ACCELERATE_USE_CPU + --multi_gpu starts two gloo processes; 2 × B/2 must train like 1 × B (same data, noise)."""
+    common = {"max_train_steps": 2, "checkpointing_steps": 2, "dropout": 0.0, "lr_warmup_steps": 0}
+    env = {**os.environ, "ACCELERATE_USE_CPU": "true", "OMP_NUM_THREADS": "1"}
+    one = run_training(tiny_args(tmp_path / "one", **common), env=env)
+    assert one.returncode == 0, one.stderr
+    launch = [sys.executable, "-m", "accelerate.commands.launch", "--multi_gpu", "--num_processes", "2"]
+    launch += ["--num_machines", "1", "--mixed_precision", "no", "--dynamo_backend", "no", "--main_process_port", "0"]
+    two = subprocess.run(
+        [*launch, "examples/train_ddpm.py", *tiny_args(tmp_path / "two", **common)],
+        capture_output=True, text=True, env=env, cwd=ROOT,
+    )  # fmt: skip
+    assert two.returncode == 0, two.stderr
+    assert "= 2 processes × 1 accumulation × 4 per device" in two.stdout
+    a = load_file(tmp_path / "one" / "checkpoints" / "checkpoint-2" / "model.safetensors")
+    b = load_file(tmp_path / "two" / "checkpoints" / "checkpoint-2" / "model.safetensors")
+    init = load_file(tmp_path / "one" / "unet" / "diffusion_pytorch_model.safetensors")  # EMA: close to init
+    moved = max((a[k] - init[k]).abs().max().item() for k in a)
+    assert moved > 1e-4  # the two updates really changed the weights ...
+    for key in a:  # ... and identically, up to the order of float32 sums
+        assert torch.allclose(a[key], b[key], atol=1e-6, rtol=0), key
+
+
+def test_push_to_hub_uploads_the_pipeline_not_the_checkpoints(hub_server, tmp_path):
+    out = tmp_path / "run"
+    args = tiny_args(out, max_train_steps=2, checkpointing_steps=1, push_to_hub="true", hub_model_id="user/digits")
+    train(parse_args(args))
+    files = set(hub_server.server.files("user/digits"))
+    assert {"model_index.json", "unet/config.json", "unet/diffusion_pytorch_model.safetensors", "README.md"} <= files
+    assert "samples.png" in files and not any(f.startswith(("checkpoints", "logs")) for f in files)
+    loaded = DDPMPaperPipeline.from_pretrained("user/digits")
+    local = load_file(out / "unet" / "diffusion_pytorch_model.safetensors")
+    for key, value in loaded.unet.state_dict().items():
+        assert torch.equal(value, local[key]), key
+
+
+def test_failed_push_keeps_everything_local(hub_server, tmp_path):
+    hub_server.server.require_token = "another-token"  # every request of ours now gets a 401
+    out = tmp_path / "run"
+    args = tiny_args(out, max_train_steps=2, checkpointing_steps=2, push_to_hub="true", hub_model_id="user/digits")
+    with pytest.raises(RuntimeError, match=r"(?s)push to user/digits failed.*intact in"):
+        train(parse_args(args))
+    assert DDPMPaperPipeline.from_pretrained(out) is not None
+    assert [p.name for p in list_checkpoints(out / "checkpoints")] == ["checkpoint-2"]
