@@ -1,0 +1,71 @@
+"""Are a digits model's samples recognisable? A classifier trained on the same digits labels them.
+
+    python examples/score_digits.py --model runs/digits --num_images 500
+
+Prints (and writes as JSON with --output) the share of samples the classifier labels with probability ≥ 0.9,
+how many of the ten classes those confident samples cover, and the class histogram.
+"""
+
+import argparse
+import json
+
+import numpy as np
+import torch
+from sklearn.calibration import CalibratedClassifierCV
+from sklearn.datasets import load_digits
+from sklearn.svm import SVC
+
+from ddpm_hf import DDPMPaperPipeline
+
+CONFIDENT = 0.9
+
+
+def fit_classifier() -> CalibratedClassifierCV:
+    """An RBF SVM with isotonic calibration on all 1,797 digits (pixels in [0, 1]), 96% held-out accuracy.
+
+    For scale: it is ≥ 0.9 confident on 95% of the real digits and on 14% of uniform-noise images.
+    """
+    digits = load_digits()
+    return CalibratedClassifierCV(SVC(), method="isotonic").fit(digits.data / 16.0, digits.target)
+
+
+def score_digits(images: np.ndarray, classifier: CalibratedClassifierCV | None = None) -> dict:
+    """Score 8×8 grayscale images in [0, 1] ([N, 8, 8]): confident share, classes covered, histogram."""
+    classifier = classifier or fit_classifier()
+    probs = classifier.predict_proba(images.reshape(len(images), 64))
+    labels, confident = probs.argmax(1), probs.max(1) >= CONFIDENT
+    return {
+        "num_images": len(images),
+        "confident_fraction": float(confident.mean()),
+        "classes_found": len(set(labels[confident].tolist())),
+        "mean_max_probability": float(probs.max(1).mean()),
+        "histogram": np.bincount(labels, minlength=10).tolist(),
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--model", required=True, help="a digits pipeline folder or Hub repo id")
+    parser.add_argument("--num_images", type=int, default=500)
+    parser.add_argument("--batch_size", type=int, default=250)
+    parser.add_argument("--num_inference_steps", type=int, default=1000)
+    parser.add_argument("--seed", type=int, default=1234)
+    parser.add_argument("--output", default=None, help="write the scores as JSON here")
+    args = parser.parse_args()
+
+    pipe = DDPMPaperPipeline.from_pretrained(args.model)
+    images = []
+    for start in range(0, args.num_images, args.batch_size):
+        n = min(args.batch_size, args.num_images - start)
+        generators = [torch.Generator().manual_seed(args.seed + start + i) for i in range(n)]
+        out = pipe(batch_size=n, generator=generators, num_inference_steps=args.num_inference_steps, output_type="np")
+        images.append(out.images[..., 0])
+    scores = score_digits(np.concatenate(images))
+    print(json.dumps(scores))
+    if args.output:
+        with open(args.output, "w") as f:
+            json.dump(scores, f, indent=2)
+
+
+if __name__ == "__main__":
+    main()
