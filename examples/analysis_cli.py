@@ -6,7 +6,7 @@ import argparse
 
 import torch
 from diffusers.utils import make_image_grid
-from PIL import Image
+from PIL import Image, ImageOps
 
 from ddpm_hf import DDPMPaperPipeline
 from ddpm_hf.analysis import to_pil
@@ -44,8 +44,9 @@ def load_images(args: argparse.Namespace, pipe: DDPMPaperPipeline, indices: list
 
 
 def save_grid(rows: list[torch.Tensor], path: str, scale: int = 1) -> None:
-    """Save images [-1, 1] as one PNG, one row per tensor [N, C, H, W], enlarged `scale` times (nearest)."""
+    """Save images [-1, 1] as one PNG, one row per tensor [N, C, H, W]; scale > 1 enlarges (nearest) and frames each."""
     pictures = [p for row in rows for p in to_pil(row)]
     if scale > 1:
         pictures = [p.resize((p.width * scale, p.height * scale), Image.Resampling.NEAREST) for p in pictures]
+        pictures = [ImageOps.expand(p, border=1, fill="gray") for p in pictures]  # so that tiny cells stay apart
     make_image_grid(pictures, rows=len(rows), cols=len(pictures) // len(rows)).save(path)

@@ -43,6 +43,13 @@ def test_progressive_generators_per_image(pipe):
     assert torch.allclose(one.images[0], two.images[0], atol=1e-6)
 
 
+def test_progressive_rejects_bad_batches(pipe):
+    with pytest.raises(ValueError, match="batch_size"):
+        pipe.progressive(batch_size=0)
+    with pytest.raises(ValueError, match="one per image"):
+        pipe.progressive(batch_size=2, generator=[torch.Generator()])
+
+
 @pytest.mark.parametrize("every", [0, T + 1, 2.5, True])
 def test_progressive_rejects_bad_every(pipe, every):
     with pytest.raises(ValueError, match="every"):
