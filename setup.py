@@ -25,6 +25,7 @@ setup(
         "tqdm>=4.60",
     ],
     extras_require={
+        "analysis": ["matplotlib>=3.7"],  # examples/rate_distortion.py's plot
         "train": ["scikit-learn>=1.3", "tensorboard>=2.14", "matplotlib>=3.7"],
         "dev": ["pytest>=8.0", "ruff>=0.6", "scikit-learn>=1.3", "tensorboard>=2.14", "matplotlib>=3.7"],
     },

@@ -121,3 +121,38 @@ class ImageDataset(torch.utils.data.Dataset):
             if self.skip_bad_images:
                 return None
             raise
+
+
+def images_to_model(images: Any, resolution: int, channels: int) -> torch.Tensor:
+    """A batch [B, C, H, W] on the [-1, 1] scale from PIL images, uint8 arrays or float tensors already in [-1, 1].
+
+    Accepts a PIL image or a list of them; a uint8 numpy array HWC / NHWC (or a list of HWC); a uint8 tensor CHW /
+    NCHW (as `ImageDataset` yields); a float tensor CHW / NCHW in [-1, 1]. PIL images are converted, resized and
+    cropped as for training; arrays and tensors must already be `channels` × `resolution` × `resolution`.
+    """
+    if isinstance(images, (Image.Image, np.ndarray, torch.Tensor)):
+        images = [images] if isinstance(images, Image.Image) or images.ndim == 3 else list(images)
+    if not isinstance(images, (list, tuple)) or len(images) == 0:
+        raise ValueError(f"expected images (PIL, uint8 arrays or tensors), got {type(images).__name__}")
+    batch = torch.stack([_one_image_to_model(image, resolution, channels) for image in images])
+    if batch.shape[1:] != (channels, resolution, resolution):
+        raise ValueError(f"images must be {channels}×{resolution}×{resolution} (C×H×W), got {tuple(batch.shape[1:])}")
+    return batch
+
+
+def _one_image_to_model(image: Any, resolution: int, channels: int) -> torch.Tensor:
+    if isinstance(image, Image.Image):
+        return scale_to_model(to_tensor(image, resolution, channels))
+    if isinstance(image, np.ndarray):
+        if image.dtype != np.uint8 or image.ndim != 3:
+            raise ValueError(f"numpy images must be uint8 HWC, got {image.dtype} of shape {image.shape}")
+        return scale_to_model(torch.from_numpy(image.copy()).permute(2, 0, 1))
+    if isinstance(image, torch.Tensor) and image.ndim == 3:
+        if image.dtype == torch.uint8:
+            return scale_to_model(image)
+        if image.is_floating_point():
+            low, high = float(image.min()), float(image.max())
+            if low < -1.0 or high > 1.0:
+                raise ValueError(f"float images must lie in [-1, 1], got values in [{low}, {high}]")
+            return image.float()
+    raise ValueError(f"cannot use {type(image).__name__} {getattr(image, 'shape', '')} as an image")

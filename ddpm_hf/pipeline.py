@@ -11,6 +11,8 @@ from diffusers import DiffusionPipeline, ImagePipelineOutput, UNet2DModel
 from diffusers.schedulers.scheduling_utils import SchedulerMixin
 from diffusers.utils.torch_utils import randn_tensor
 
+from . import analysis, likelihood
+from .data import images_to_model
 from .hub import download_pipeline
 from .scheduler import DDPMPaperScheduler
 
@@ -109,3 +111,77 @@ class DDPMPaperPipeline(DiffusionPipeline):
         if not return_dict:
             return (image,)
         return ImagePipelineOutput(images=image)
+
+    # --- the paper's analyses (implemented in ddpm_hf.likelihood and ddpm_hf.analysis) --------------------------
+
+    def _eps_model(self, x_t: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
+        """ε_θ(x_t, t) with x_t cast to the network's dtype."""
+        return self.unet(x_t.to(self.unet.dtype), t).sample
+
+    def _images(self, images: Any) -> torch.Tensor:
+        size = self.unet.config.sample_size
+        if not isinstance(size, int):
+            raise ValueError(f"the analyses need square images, but the network's sample_size is {size}")
+        return images_to_model(images, size, self.unet.config.in_channels).to(self._execution_device)
+
+    @torch.no_grad()
+    def bits_per_dim(
+        self,
+        images: Any,
+        generator: torch.Generator | None = None,
+        clip_denoised: bool = True,
+        batch_size: int | None = None,
+    ) -> likelihood.BitsPerDim:
+        """The variational bound of each image in bits/dim (Table 1's NLL); see `ddpm_hf.likelihood.bits_per_dim`.
+
+        `images`: PIL images, uint8 arrays (HWC) or tensors (CHW), or float tensors in [-1, 1].
+        """
+        x_0 = self._images(images)
+        return likelihood.bits_per_dim(
+            self._eps_model, self.scheduler, x_0, generator, clip_denoised, batch_size, self.progress_bar
+        )
+
+    @torch.no_grad()
+    def progressive(
+        self,
+        batch_size: int = 1,
+        every: int = 100,
+        generator: torch.Generator | list[torch.Generator] | None = None,
+        return_xt: bool = False,
+    ) -> analysis.Trajectory:
+        """Sample with the full chain, keeping x̂_0 (and x_t) every `every` steps (Fig. 6); images on [-1, 1]."""
+        if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
+            raise ValueError(f"batch_size must be a positive integer, got {batch_size!r}")
+        if isinstance(generator, list) and len(generator) != batch_size:
+            raise ValueError(f"got {len(generator)} generators for batch_size={batch_size}; pass one per image")
+        size = self.unet.config.sample_size
+        size = (size, size) if isinstance(size, int) else tuple(size)
+        shape = (batch_size, self.unet.config.in_channels, *size)
+        return analysis.progressive_generation(
+            self._eps_model,
+            self.scheduler,
+            shape,
+            generator,
+            every,
+            return_xt,
+            device=self._execution_device,
+            progress=self.progress_bar,
+        )
+
+    @torch.no_grad()
+    def interpolate(
+        self, image_a: Any, image_b: Any, t: int = 500, num: int = 8, generator: torch.Generator | None = None
+    ) -> analysis.Interpolation:
+        """Decode `num` interpolants of two images diffused to step t (Sec. 4.3, Fig. 8); images on [-1, 1]."""
+        x_a, x_b = self._images(image_a), self._images(image_b)
+        if x_a.shape[0] != 1 or x_b.shape[0] != 1:
+            raise ValueError("interpolate takes one image_a and one image_b")
+        return analysis.interpolate(
+            self._eps_model, self.scheduler, x_a[0], x_b[0], t, num, generator, self.progress_bar
+        )
+
+    def rate_distortion(
+        self, images: Any, generator: torch.Generator | None = None, batch_size: int | None = None
+    ) -> analysis.RateDistortion:
+        """Rate (bits/dim) and distortion (RMSE, 0..255) of progressive lossy coding (Table 4, Fig. 5)."""
+        return analysis.rate_distortion(self.bits_per_dim(images, generator, batch_size=batch_size))

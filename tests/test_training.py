@@ -228,13 +228,24 @@ def test_bad_images_stop_the_run_or_are_counted(tmp_path, capsys):
     assert skipped == 3  # 3 steps × 8 images = 3 epochs of 8 files, the corrupt one drawn once per epoch
 
 
-def test_vlb_loss_is_rejected_until_available(tmp_path):
-    import importlib.util
+def test_vlb_loss_trains_on_the_bounds_terms(tmp_path, monkeypatch):
+    import ddpm_hf.training.loop as loop
+    from ddpm_hf.likelihood import vlb_terms
 
-    if importlib.util.find_spec("ddpm_hf.likelihood") is not None:
-        pytest.skip("ddpm_hf.likelihood exists: --loss vlb is tested with the likelihood")
-    with pytest.raises(NotImplementedError, match="vlb"):
-        train(parse_args(tiny_args(tmp_path / "run", loss="vlb", max_train_steps=1)))
+    seen = []
+
+    def recording(kind, scheduler, x_0, x_t, t, noise, eps):
+        loss = real(kind, scheduler, x_0, x_t, t, noise, eps)
+        seen.append((loss.detach(), vlb_terms(scheduler, x_0, x_t, t, eps.detach()), t))
+        return loss
+
+    real = loop.training_loss
+    monkeypatch.setattr(loop, "training_loss", recording)
+    train(parse_args(tiny_args(tmp_path / "run", loss="vlb", max_train_steps=2, checkpointing_steps=2)))
+    assert len(seen) == 2
+    for loss, expected, _ in seen:
+        assert torch.equal(loss, expected) and torch.isfinite(loss).all()
+    assert {loss.dtype for loss, _, _ in seen} == {torch.float64}  # the bound's arithmetic stays float64
 
 
 def test_two_processes_update_like_one(tmp_path):

@@ -29,3 +29,28 @@ def tiny_pipeline(variance_type: str = "fixed_large", seed: int = 0) -> DDPMPape
     pipe = DDPMPaperPipeline(unet=tiny_unet(seed), scheduler=DDPMPaperScheduler(variance_type=variance_type))
     pipe.set_progress_bar_config(disable=True)
     return pipe
+
+
+def train_tiny_digits(steps: int = 40, num_train_timesteps: int = 50, seed: int = 0) -> DDPMPaperPipeline:
+    """A 1-channel tiny model briefly trained on the bundled 8×8 digits with a minimal L_simple loop (Eq. 14)."""
+    from ddpm_hf.data import DIGITS, ImageDataset, load_image_dataset, scale_to_model
+
+    ds, column = load_image_dataset(DIGITS)
+    data = ImageDataset(ds, column, resolution=8, channels=1)
+    x = scale_to_model(torch.stack([data[i] for i in range(len(data))]))
+    torch.manual_seed(seed)
+    unet = DDPMUNet2DModel.from_paper_config("cifar10", **{**TINY_UNET, "in_channels": 1, "out_channels": 1})
+    scheduler = DDPMPaperScheduler(num_train_timesteps=num_train_timesteps, variance_type="fixed_large")
+    optimizer = torch.optim.Adam(unet.parameters(), lr=2e-3)
+    unet.train()
+    for _ in range(steps):
+        x_0 = x[torch.randint(0, len(x), (64,))]
+        t = torch.randint(0, num_train_timesteps, (64,))
+        noise = torch.randn_like(x_0)
+        loss = (unet(scheduler.add_noise(x_0, noise, t), t).sample - noise).square().mean()
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+    pipe = DDPMPaperPipeline(unet=unet.eval(), scheduler=scheduler)
+    pipe.set_progress_bar_config(disable=True)
+    return pipe

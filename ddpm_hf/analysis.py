@@ -1,0 +1,178 @@
+"""The paper's analyses of a trained model: progressive generation (Fig. 1, Fig. 6), interpolation (Sec. 4.3,
+Fig. 8) and progressive lossy coding's rate–distortion (Sec. 4.3, Table 4, Fig. 5).
+
+Images are tensors on the model's [-1, 1] scale; `to_pil` turns them into pictures.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+from diffusers.utils import numpy_to_pil
+from diffusers.utils.torch_utils import randn_tensor
+from PIL import Image
+
+from .likelihood import BitsPerDim, EpsModel, Progress, track
+from .scheduler import DDPMPaperScheduler
+
+PIXEL_SCALE = 127.5  # [-1, 1] to 0..255
+
+
+@dataclass
+class Trajectory:
+    """A run of the reverse process: its final x_0 and what it predicted on the way."""
+
+    images: torch.Tensor  # [B, C, H, W], the final samples x_0
+    timesteps: list[int]  # the recorded t, descending
+    pred_xstart: torch.Tensor  # [B, N, C, H, W], x̂_0(x_t) at each recorded t (clipped as the sampler clips it)
+    x_t: torch.Tensor | None = None  # [B, N, C, H, W], the x_t that x̂_0 was predicted from
+
+
+@dataclass
+class Interpolation:
+    """Decoded interpolants between two images (Sec. 4.3)."""
+
+    lambdas: torch.Tensor  # [num], from 0 (image a) to 1 (image b)
+    images: torch.Tensor  # [num, C, H, W]
+
+
+@dataclass
+class RateDistortion:
+    """Progressive lossy coding (Table 4, Fig. 5), one entry per reverse step s = 1..T (s = T - t for timestep t)."""
+
+    reverse_steps: np.ndarray  # [T]: 1..T, how many x's the receiver holds (x_{T-1} .. x_t)
+    timesteps: np.ndarray  # [T]: t = T - s, the code index of the latest x_t received
+    rate: np.ndarray  # [T]: bits/dim sent so far, L_T + Σ_{t' > t} L_{t'}, averaged over images
+    distortion: np.ndarray  # [T]: RMSE of x̂_0(x_t) against x_0 on the 0..255 scale, over all images' pixels
+
+
+def model_timesteps(t: int, x: torch.Tensor) -> torch.Tensor:
+    """t as the long [B] tensor on x's device that an `EpsModel` is called with."""
+    return torch.full((x.shape[0],), t, dtype=torch.long, device=x.device)
+
+
+def p_sample_loop(
+    eps_model: EpsModel,
+    scheduler: DDPMPaperScheduler,
+    x_t: torch.Tensor,
+    t: int,
+    generator: torch.Generator | list[torch.Generator] | None = None,
+    shared_noise: bool = False,
+    every: int | None = None,
+    return_xt: bool = False,
+    progress: Progress = True,
+) -> Trajectory:
+    """Algorithm 2 from step t down to 0, recording x̂_0 (and x_t) at each t divisible by `every`.
+
+    The same z is added to every image at each step when `shared_noise` (to compare images that differ only in
+    their start). Uses the full T-step chain and the scheduler's `clip_sample`, in float32 or wider.
+    """
+    recorded: list[int] = []
+    preds: list[torch.Tensor] = []
+    inputs: list[torch.Tensor] = []
+    x = x_t
+    noise_shape = (1, *x.shape[1:]) if shared_noise else tuple(x.shape)
+    for step in track(range(t, -1, -1), progress):
+        eps = eps_model(x, model_timesteps(step, x))
+        out = scheduler.p_mean_variance(eps, x, step, clip_denoised=scheduler.config.clip_sample)
+        if every is not None and step % every == 0:
+            recorded.append(step)
+            preds.append(out["pred_xstart"])
+            if return_xt:
+                inputs.append(x)
+        x = out["mean"]
+        if step > 0:
+            x = x + torch.exp(0.5 * out["log_variance"]) * randn_tensor(
+                noise_shape, generator=generator, device=x.device, dtype=x.dtype
+            )
+    stack = (lambda xs: torch.stack(xs, dim=1)) if recorded else (lambda xs: x.new_zeros(x.shape[0], 0, *x.shape[1:]))
+    return Trajectory(images=x, timesteps=recorded, pred_xstart=stack(preds), x_t=stack(inputs) if return_xt else None)
+
+
+def progressive_generation(
+    eps_model: EpsModel,
+    scheduler: DDPMPaperScheduler,
+    shape: tuple[int, ...],
+    generator: torch.Generator | list[torch.Generator] | None = None,
+    every: int = 100,
+    return_xt: bool = False,
+    device: torch.device | str = "cpu",
+    progress: Progress = True,
+) -> Trajectory:
+    """Sample from x_T ~ N(0, I) (Algorithm 2), keeping x̂_0 at every t divisible by `every` (Fig. 6).
+
+    As the reference's `p_sample_loop_progressive`: with T = 1000 and every = 100 the columns are t = 900, …, 0.
+    """
+    num_timesteps = scheduler.config.num_train_timesteps
+    if isinstance(every, bool) or not isinstance(every, int) or not 1 <= every <= num_timesteps:
+        raise ValueError(f"every must be an integer in [1, {num_timesteps}], got {every!r}")
+    x_last = randn_tensor(shape, generator=generator, device=torch.device(device), dtype=torch.float32)
+    return p_sample_loop(eps_model, scheduler, x_last, num_timesteps - 1, generator, False, every, return_xt, progress)
+
+
+def interpolate(
+    eps_model: EpsModel,
+    scheduler: DDPMPaperScheduler,
+    x_a: torch.Tensor,
+    x_b: torch.Tensor,
+    t: int = 500,
+    num: int = 8,
+    generator: torch.Generator | None = None,
+    progress: Progress = True,
+) -> Interpolation:
+    """Interpolate two images in latent space (Sec. 4.3): x̄_t = (1 - λ) x_t + λ x'_t, then x̄_0 ~ p_θ(x_0 | x̄_t).
+
+    x_t and x'_t are independent draws of q(x_t | x_0) and q(x_t | x'_0), the same for every λ; the reverse
+    process then adds the same noise to every interpolant, so the row varies only through λ ("We fixed the noise
+    for different values of λ so x_t and x'_t remain the same"). `t` is the code's 0-based timestep (the paper's
+    Fig. 8 uses 500 steps of diffusion, x_500: t = 499 here).
+    """
+    num_timesteps = scheduler.config.num_train_timesteps
+    if isinstance(t, bool) or not isinstance(t, int) or not 0 <= t < num_timesteps:
+        raise ValueError(f"t must be an integer in [0, {num_timesteps - 1}], got {t!r}")
+    if isinstance(num, bool) or not isinstance(num, int) or num < 2:
+        raise ValueError(f"num must be an integer ≥ 2 (it includes both ends), got {num!r}")
+    if x_a.ndim != 3 or x_a.shape != x_b.shape:
+        raise ValueError(
+            f"x_a and x_b must be images [C, H, W] of one shape, got {tuple(x_a.shape)}, {tuple(x_b.shape)}"
+        )
+    if isinstance(generator, list):
+        raise ValueError("interpolate takes a single torch.Generator, not a list")
+    sources = torch.stack([x_a, x_b]).float()
+    noise = randn_tensor(tuple(sources.shape), generator=generator, device=sources.device, dtype=sources.dtype)
+    x_t, x_t_prime = scheduler.q_sample(sources, model_timesteps(t, sources), noise)
+    lambdas = torch.linspace(0.0, 1.0, num, device=sources.device).view(-1, *([1] * x_t.ndim))
+    mixed = (1.0 - lambdas) * x_t + lambdas * x_t_prime
+    images = p_sample_loop(eps_model, scheduler, mixed, t, generator, shared_noise=True, progress=progress).images
+    return Interpolation(lambdas=lambdas.flatten().cpu(), images=images)
+
+
+def rate_distortion(bpd: BitsPerDim) -> RateDistortion:
+    """Rate and distortion of progressive lossy coding (Algorithms 3-4, Table 4) from the bound's per-t terms.
+
+    Having received x_{T-1} .. x_t, the receiver has paid rate L_T + Σ_{t' = t+1}^{T-1} L_{t'} (the KL term at t'
+    codes x_{t'-1}) and reconstructs x̂_0(x_t); after all T steps the rate is L_T + Σ_{t ≥ 1} L_t (Table 4's 1.78
+    bits/dim on CIFAR-10) and the remaining L_0 is the distortion in bits/dim.
+    """
+    terms = bpd.terms.double().cpu()
+    num_timesteps = terms.shape[1]
+    # after[t] = Σ_{t' > t} L_{t'}: a reversed cumulative sum, shifted by one.
+    after = torch.flip(torch.cumsum(torch.flip(terms, [1]), dim=1), [1])
+    after = torch.cat([after[:, 1:], torch.zeros_like(after[:, :1])], dim=1)
+    rate = (bpd.prior.double().cpu()[:, None] + after).mean(dim=0)
+    distortion = PIXEL_SCALE * bpd.x0_mse.double().cpu().mean(dim=0).sqrt()
+    timesteps = np.arange(num_timesteps - 1, -1, -1)
+    return RateDistortion(
+        reverse_steps=num_timesteps - timesteps,
+        timesteps=timesteps,
+        rate=rate.numpy()[timesteps],
+        distortion=distortion.numpy()[timesteps],
+    )
+
+
+def to_pil(images: torch.Tensor) -> list[Image.Image]:
+    """[B, C, H, W] on the [-1, 1] scale to PIL images."""
+    array = (images.detach().float().cpu() / 2 + 0.5).clamp(0, 1).permute(0, 2, 3, 1).numpy()
+    return numpy_to_pil(array)
