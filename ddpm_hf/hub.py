@@ -1,11 +1,18 @@
-"""Fetching pipelines from the Hub and checking their files, for components diffusers does not know by name."""
+"""Fetching pipelines from the Hub and pushing them, for components diffusers does not know by name."""
 
 from __future__ import annotations
 
+import tempfile
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from huggingface_hub import ModelCard, ModelCardData, snapshot_download
+from huggingface_hub import CommitInfo, HfApi, ModelCard, snapshot_download
+from huggingface_hub.errors import HfHubHTTPError
+
+from .card import render_model_card  # noqa: F401  (its historical home; training imports it from here)
+
+if TYPE_CHECKING:
+    from diffusers import DiffusionPipeline
 
 # What a pipeline folder needs; never pickles (.bin/.pt), which `from_pretrained` refuses to read anyway.
 PIPELINE_FILE_PATTERNS = [
@@ -31,31 +38,67 @@ def download_pipeline(repo_id: str, **kwargs: Any) -> str:
     return snapshot_download(repo_id, allow_patterns=PIPELINE_FILE_PATTERNS, **snapshot_kwargs)
 
 
-MODEL_CARD_TEMPLATE = Path(__file__).with_name("model_card.md")  # a link to the repository's top-level model_card.md
-CARD_TAGS = ["pytorch", "diffusers", "ddpm", "ddpm_hf", "unconditional-image-generation"]
+class HubUploadError(RuntimeError):
+    """A push that did not complete; the message says why, and that the local files are intact."""
 
 
-def render_model_card(
+def upload_folder(
+    folder: str | Path,
     repo_id: str,
     *,
-    dataset: str | None = None,
-    training_details: str | None = None,
-    results: str | None = None,
-) -> ModelCard:
-    """The model card pushed with a checkpoint, rendered from `model_card.md` with `huggingface_hub.ModelCard`."""
-    card_data = ModelCardData(
-        library_name="diffusers",
-        license="apache-2.0",
-        tags=CARD_TAGS,
-        pipeline_tag="unconditional-image-generation",
-        datasets=[dataset] if dataset else None,
-        model_name=repo_id.rsplit("/", 1)[-1],
-    )
-    return ModelCard.from_template(
-        card_data,
-        template_path=str(MODEL_CARD_TEMPLATE),
-        model_name=card_data.model_name,
-        repo_id=repo_id,
-        training_details=training_details,
-        results=results,
-    )
+    revision: str | None = None,
+    private: bool | None = None,
+    commit_message: str | None = None,
+    token: str | None = None,
+    create_pr: bool = False,
+    allow_patterns: list[str] | None = None,
+) -> CommitInfo:
+    """Commit a pipeline folder to `repo_id` (created if missing) on branch `revision` (created from main if missing).
+
+    Only reads `folder`. `private=True` refuses an existing public repo rather than publish into it. Failures raise
+    `HubUploadError` saying what went wrong; the client skips already-uploaded files when the push is repeated.
+    """
+    api = HfApi(token=token)
+    try:
+        api.create_repo(repo_id, private=private, exist_ok=True)
+        if private and not api.repo_info(repo_id).private:
+            raise HubUploadError(
+                f"{repo_id} already exists and is public, and private=True does not change an existing repo's "
+                f"visibility. Nothing was uploaded; {folder} is intact. Make the repo private first or push elsewhere."
+            )
+        if revision is not None and revision != "main":
+            api.create_branch(repo_id, branch=revision, exist_ok=True)
+        return api.upload_folder(
+            repo_id=repo_id,
+            folder_path=folder,
+            revision=revision,
+            commit_message=commit_message or "Upload DDPMPaperPipeline",
+            create_pr=create_pr,
+            allow_patterns=allow_patterns or PIPELINE_FILE_PATTERNS,
+        )
+    except HubUploadError:
+        raise
+    except Exception as e:  # the client raises HfHubHTTPError, its HTTP library's transport errors, ValueError...
+        raise HubUploadError(f"{_failure(e, api.endpoint)} {repo_id} got no new commit; {folder} is intact.") from e
+
+
+def _failure(error: Exception, endpoint: str) -> str:
+    """One sentence on why a Hub request failed."""
+    status = getattr(getattr(error, "response", None), "status_code", None)
+    detail = f"{type(error).__name__}: {str(error).splitlines()[0] if str(error) else ''}"
+    if status in (401, 403):
+        return (
+            f"The Hub at {endpoint} refused the credentials (HTTP {status}; {detail}): log in with `hf auth login`, "
+            "set HF_TOKEN or pass a token with write access."
+        )
+    if status is None and not isinstance(error, HfHubHTTPError):
+        return f"Could not complete the push to the Hub at {endpoint} ({detail}): is it reachable?"
+    return f"The push to the Hub at {endpoint} failed ({detail}); rerun to retry (uploaded files are skipped)."
+
+
+def upload_pipeline(pipeline: DiffusionPipeline, repo_id: str, *, card: ModelCard, **kwargs: Any) -> CommitInfo:
+    """Save `pipeline` (safetensors) and its model card to a temporary folder and `upload_folder` it."""
+    with tempfile.TemporaryDirectory() as tmp:
+        pipeline.save_pretrained(tmp, safe_serialization=True, variant=kwargs.pop("variant", None))
+        card.save(Path(tmp) / "README.md")
+        return upload_folder(tmp, repo_id, **kwargs)
