@@ -7,7 +7,6 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from huggingface_hub import CommitInfo, HfApi, ModelCard, snapshot_download
-from huggingface_hub.errors import HfHubHTTPError
 
 from .card import render_model_card  # noqa: F401  (its historical home; training imports it from here)
 
@@ -52,19 +51,21 @@ def upload_folder(
     token: str | None = None,
     create_pr: bool = False,
     allow_patterns: list[str] | None = None,
+    source: str | None = None,
 ) -> CommitInfo:
     """Commit a pipeline folder to `repo_id` (created if missing) on branch `revision` (created from main if missing).
 
     Only reads `folder`. `private=True` refuses an existing public repo rather than publish into it. Failures raise
-    `HubUploadError` saying what went wrong; the client skips already-uploaded files when the push is repeated.
+    `HubUploadError` saying what went wrong and that `source` (default: the folder) is intact; the client skips
+    already-uploaded files when the push is repeated.
     """
-    api = HfApi(token=token)
+    api, source = HfApi(token=token), source or str(folder)
     try:
         api.create_repo(repo_id, private=private, exist_ok=True)
         if private and not api.repo_info(repo_id).private:
             raise HubUploadError(
                 f"{repo_id} already exists and is public, and private=True does not change an existing repo's "
-                f"visibility. Nothing was uploaded; {folder} is intact. Make the repo private first or push elsewhere."
+                f"visibility. Nothing was uploaded; {source} is intact. Make the repo private first or push elsewhere."
             )
         if revision is not None and revision != "main":
             api.create_branch(repo_id, branch=revision, exist_ok=True)
@@ -78,22 +79,34 @@ def upload_folder(
         )
     except HubUploadError:
         raise
-    except Exception as e:  # the client raises HfHubHTTPError, its HTTP library's transport errors, ValueError...
-        raise HubUploadError(f"{_failure(e, api.endpoint)} {repo_id} got no new commit; {folder} is intact.") from e
+    except Exception as e:  # the client raises HfHubHTTPError, its HTTP library's transport errors, RuntimeError...
+        raise HubUploadError(f"{_failure(e, api.endpoint)} {repo_id} got no new commit; {source} is intact.") from e
+
+
+def _causes(error: BaseException) -> list[BaseException]:
+    """The error and the errors it was raised from (the client wraps HTTP errors of LFS uploads, for one)."""
+    chain = [error]
+    while (cause := chain[-1].__cause__ or chain[-1].__context__) is not None and cause not in chain:
+        chain.append(cause)
+    return chain
 
 
 def _failure(error: Exception, endpoint: str) -> str:
     """One sentence on why a Hub request failed."""
-    status = getattr(getattr(error, "response", None), "status_code", None)
-    detail = f"{type(error).__name__}: {str(error).splitlines()[0] if str(error) else ''}"
+    chain = _causes(error)
+    status = next((s for e in chain if (s := getattr(getattr(e, "response", None), "status_code", None))), None)
+    messages = {(str(e).splitlines() or [""])[0]: type(e).__name__ for e in (chain[0], chain[-1])}  # outer, root
+    detail = "; ".join(f"{name}: {message}" for message, name in messages.items())
     if status in (401, 403):
         return (
             f"The Hub at {endpoint} refused the credentials (HTTP {status}; {detail}): log in with `hf auth login`, "
             "set HF_TOKEN or pass a token with write access."
         )
-    if status is None and not isinstance(error, HfHubHTTPError):
-        return f"Could not complete the push to the Hub at {endpoint} ({detail}): is it reachable?"
-    return f"The push to the Hub at {endpoint} failed ({detail}); rerun to retry (uploaded files are skipped)."
+    # The client's HTTP library is an implementation detail (requests, httpx...): recognise its errors by name.
+    refused = {"ConnectError", "ConnectTimeout", "ConnectionRefusedError"}
+    if any(c.__name__ in refused for e in chain for c in type(e).__mro__):
+        return f"Could not connect to the Hub at {endpoint} ({detail}): check the network and HF_ENDPOINT."
+    return f"The push to the Hub at {endpoint} did not complete ({detail}); rerun it to finish (uploads are resumed)."
 
 
 def upload_pipeline(pipeline: DiffusionPipeline, repo_id: str, *, card: ModelCard, **kwargs: Any) -> CommitInfo:
@@ -101,4 +114,4 @@ def upload_pipeline(pipeline: DiffusionPipeline, repo_id: str, *, card: ModelCar
     with tempfile.TemporaryDirectory() as tmp:
         pipeline.save_pretrained(tmp, safe_serialization=True, variant=kwargs.pop("variant", None))
         card.save(Path(tmp) / "README.md")
-        return upload_folder(tmp, repo_id, **kwargs)
+        return upload_folder(tmp, repo_id, source="the local pipeline", **kwargs)

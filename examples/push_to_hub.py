@@ -69,9 +69,10 @@ def main() -> None:
                 commit_message=args.commit_message,
                 token=args.token,
                 allow_patterns=UPLOADED,
+                source=str(model),
             )
         except HubUploadError as e:
-            sys.exit(f"push failed: {str(e).replace(str(staged), str(model))}")
+            sys.exit(f"push failed: {e}")
     print(f"pushed {model} to {commit.commit_url}" + (" with metrics" if metrics else ""))
 
 
