@@ -80,8 +80,11 @@ def weights_sha256(folder: str) -> str:
     return digest.hexdigest()
 
 
-def sample_batches(pipe: DDPMPaperPipeline, args: argparse.Namespace, num_samples: int, timer: dict):
-    """Yield uint8 NCHW sample batches, quantised as PIL images are; adds the sampling time to timer["sampling"]."""
+def sample_batches(pipe: DDPMPaperPipeline, args: argparse.Namespace, num_samples: int, run: dict):
+    """Yield uint8 NCHW sample batches, quantised as PIL images are.
+
+    Keeps the first `--grid_size` samples in run["grid"] and adds the sampling time to run["time"]["sampling"].
+    """
     for start in range(0, num_samples, args.batch_size):
         n = min(args.batch_size, num_samples - start)
         generators = [torch.Generator().manual_seed(args.seed + i) for i in range(start, start + n)]
@@ -93,8 +96,9 @@ def sample_batches(pipe: DDPMPaperPipeline, args: argparse.Namespace, num_sample
             output_type="pt",
             precision=args.precision,
         ).images
-        images = (images * 255).round().clamp(0, 255).to(torch.uint8)  # what numpy_to_pil writes to PNG
-        timer["sampling"] += time.perf_counter() - begin
+        images = (images * 255).round().clamp(0, 255).to(torch.uint8).cpu()  # what numpy_to_pil writes to PNG
+        run["time"]["sampling"] += time.perf_counter() - begin
+        run["grid"].append(images[: max(0, args.grid_size - start)])
         yield images
 
 
@@ -122,9 +126,54 @@ def measure_nll(pipe: DDPMPaperPipeline, args: argparse.Namespace) -> tuple[floa
     return total / count, {"dataset": args.nll_dataset_name, "split": args.nll_split, "num_images": count}
 
 
-def main() -> None:
-    args = parse_args()
-    start = time.perf_counter()
+def load_reference(args: argparse.Namespace, inception: InceptionV3) -> FIDStatistics | None:
+    """The FID reference statistics, checked against the Inception weights before any sampling."""
+    if "fid" not in args.metrics:
+        return None
+    reference = FIDStatistics.load(args.reference)
+    if reference.weights_id not in (None, inception.weights_id):
+        raise SystemExit(
+            f"{args.reference} was computed with other Inception weights ({reference.weights_id}) than "
+            f"{inception.weights_path} ({inception.weights_id}); recompute it with examples/fid_stats.py --weights"
+        )
+    return reference
+
+
+def measure_samples(
+    pipe: DDPMPaperPipeline,
+    inception: InceptionV3,
+    reference: FIDStatistics | None,
+    args: argparse.Namespace,
+    run: dict,
+) -> None:
+    """Sample `--num_samples` images and put their FID and/or Inception Score into run["metrics"]."""
+    begin = time.perf_counter()
+    features, probs = compute_features(
+        inception,
+        sample_batches(pipe, args, args.num_samples, run),
+        probabilities="is" in args.metrics,
+        total=args.num_samples,
+        desc="sampling",
+    )
+    run["time"]["inception"] = time.perf_counter() - begin - run["time"]["sampling"]
+    run["inception_weights"] = {"path": str(inception.weights_path), "id": inception.weights_id}
+    if reference is not None:
+        stats = FIDStatistics.from_features(features, weights_id=inception.weights_id)
+        run["metrics"]["fid"] = frechet_distance(stats, reference)
+        run["reference"] = {
+            "path": args.reference,
+            "dataset": reference.dataset,
+            "split": reference.split,
+            "num_images": reference.num_images,
+        }
+    if "is" in args.metrics:
+        run["metrics"]["inception_score"], run["metrics"]["inception_score_std"] = inception_score(
+            probs, args.is_splits
+        )
+
+
+def load_models(args: argparse.Namespace) -> tuple[DDPMPaperPipeline, InceptionV3 | None, str, str | None]:
+    """The pipeline (and its folder and Hub commit) and the Inception network, refusing metrics they cannot give."""
     folder, revision = resolve_model(args.model, args.revision)
     pipe = DDPMPaperPipeline.from_pretrained(folder).to(args.device)
     pipe.set_progress_bar_config(leave=False, desc="denoising")
@@ -136,65 +185,48 @@ def main() -> None:
     inception = InceptionV3(args.inception_weights, device=args.device) if {"fid", "is"} & set(args.metrics) else None
     if "is" in args.metrics and not inception.has_classifier:
         raise SystemExit(f"--metrics is: {inception.weights_path} has no classifier head; pass --inception_weights")
-    reference = FIDStatistics.load(args.reference) if "fid" in args.metrics else None
+    return pipe, inception, folder, revision
+
+
+def main() -> None:
+    args = parse_args()
+    start = time.perf_counter()
+    pipe, inception, folder, revision = load_models(args)
+    reference = load_reference(args, inception)
     output_dir = Path(args.output_dir)
     output_dir.mkdir(parents=True, exist_ok=True)
 
-    metrics, timer, record = {}, {"sampling": 0.0}, {}
-    grid: list[torch.Tensor] = []
-
-    def keep_for_grid(batches):
-        for batch in batches:
-            grid.append(batch[: max(0, args.grid_size - sum(len(g) for g in grid))])
-            yield batch
-
+    run = {"metrics": {}, "time": {"sampling": 0.0}, "grid": []}
     if inception is not None:
-        begin = time.perf_counter()
-        batches = keep_for_grid(sample_batches(pipe, args, args.num_samples, timer))
-        features, probs = compute_features(
-            inception, batches, probabilities="is" in args.metrics, total=args.num_samples, desc="sampling"
-        )
-        timer["inception"] = time.perf_counter() - begin - timer["sampling"]
-        if reference is not None:
-            stats = FIDStatistics.from_features(features, weights_id=inception.weights_id)
-            metrics["fid"] = frechet_distance(stats, reference)
-            record["reference"] = {
-                "path": args.reference,
-                "dataset": reference.dataset,
-                "split": reference.split,
-                "num_images": reference.num_images,
-            }
-        if probs is not None:
-            metrics["inception_score"], metrics["inception_score_std"] = inception_score(probs, args.is_splits)
-        record["inception_weights"] = {"path": str(inception.weights_path), "id": inception.weights_id}
+        measure_samples(pipe, inception, reference, args, run)
     elif args.grid_size:
-        list(keep_for_grid(sample_batches(pipe, args, args.grid_size, timer)))
+        list(sample_batches(pipe, args, args.grid_size, run))
     if "nll" in args.metrics:
         begin = time.perf_counter()
-        metrics["nll_bits_per_dim"], record["nll_data"] = measure_nll(pipe, args)
-        timer["nll"] = time.perf_counter() - begin
+        run["metrics"]["nll_bits_per_dim"], run["nll_data"] = measure_nll(pipe, args)
+        run["time"]["nll"] = time.perf_counter() - begin
     if args.grid_size:
-        save_grid(torch.cat(grid), output_dir / "samples.png")
+        save_grid(torch.cat(run["grid"]), output_dir / "samples.png")
 
-    timer["total"] = time.perf_counter() - start
+    run["time"]["total"] = time.perf_counter() - start
     result = {
         "model": args.model,
         "model_revision": revision,
         "model_weights_sha256": weights_sha256(folder),
-        "metrics": metrics,
+        "metrics": run["metrics"],
         "num_samples": args.num_samples if inception is not None else 0,
         "num_inference_steps": args.num_inference_steps,
         "seed": args.seed,
         "precision": args.precision,
         "batch_size": args.batch_size,
         "device": str(args.device),
-        **record,
-        "wall_time_s": {k: round(v, 3) for k, v in timer.items()},
+        **{k: run[k] for k in ("reference", "nll_data", "inception_weights") if k in run},
+        "wall_time_s": {k: round(v, 3) for k, v in run["time"].items()},
         "ddpm_hf_version": ddpm_hf.__version__,
         "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
     }
     (output_dir / "metrics.json").write_text(json.dumps(result, indent=2) + "\n")
-    print(json.dumps(metrics, indent=2))
+    print(json.dumps(run["metrics"], indent=2))
     print(f"wrote {output_dir / 'metrics.json'}" + (f" and {output_dir / 'samples.png'}" if args.grid_size else ""))
 
 

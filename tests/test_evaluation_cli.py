@@ -95,6 +95,10 @@ def test_evaluate_refuses_what_it_cannot_measure(tmp_path, monkeypatch):
     if not hasattr(tiny_pipeline(), "bits_per_dim"):
         with pytest.raises(SystemExit, match="bits_per_dim"):
             run_example("evaluate", [*base, "--metrics", "nll", "--nll_dataset_name", "sklearn-digits"], monkeypatch)
+    other = tmp_path / "other.npz"
+    FIDStatistics(np.zeros(16), np.eye(16), 2, weights_id="0123456789abcdef").save(other)
+    with pytest.raises(SystemExit, match="other Inception weights"):  # before any sampling
+        run_example("evaluate", [*base, "--reference", other, "--inception_weights", features_only], monkeypatch)
     with pytest.raises(SystemExit):  # argparse: FID needs reference statistics
         run_example("evaluate", [*base, "--metrics", "fid"], monkeypatch)
     assert not (tmp_path / "eval" / "metrics.json").exists()
