@@ -1,11 +1,15 @@
-"""Fetching pipelines from the Hub and checking their files, for components diffusers does not know by name."""
+"""Fetching pipelines from the Hub and pushing them, for components diffusers does not know by name."""
 
 from __future__ import annotations
 
+import tempfile
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from huggingface_hub import ModelCard, ModelCardData, snapshot_download
+from huggingface_hub import CommitInfo, HfApi, ModelCard, snapshot_download
+
+if TYPE_CHECKING:
+    from diffusers import DiffusionPipeline
 
 # What a pipeline folder needs; never pickles (.bin/.pt), which `from_pretrained` refuses to read anyway.
 PIPELINE_FILE_PATTERNS = [
@@ -31,31 +35,81 @@ def download_pipeline(repo_id: str, **kwargs: Any) -> str:
     return snapshot_download(repo_id, allow_patterns=PIPELINE_FILE_PATTERNS, **snapshot_kwargs)
 
 
-MODEL_CARD_TEMPLATE = Path(__file__).with_name("model_card.md")  # a link to the repository's top-level model_card.md
-CARD_TAGS = ["pytorch", "diffusers", "ddpm", "ddpm_hf", "unconditional-image-generation"]
+class HubUploadError(RuntimeError):
+    """A push that did not complete; the message says why, and that the local files are intact."""
 
 
-def render_model_card(
+def upload_folder(
+    folder: str | Path,
     repo_id: str,
     *,
-    dataset: str | None = None,
-    training_details: str | None = None,
-    results: str | None = None,
-) -> ModelCard:
-    """The model card pushed with a checkpoint, rendered from `model_card.md` with `huggingface_hub.ModelCard`."""
-    card_data = ModelCardData(
-        library_name="diffusers",
-        license="apache-2.0",
-        tags=CARD_TAGS,
-        pipeline_tag="unconditional-image-generation",
-        datasets=[dataset] if dataset else None,
-        model_name=repo_id.rsplit("/", 1)[-1],
-    )
-    return ModelCard.from_template(
-        card_data,
-        template_path=str(MODEL_CARD_TEMPLATE),
-        model_name=card_data.model_name,
-        repo_id=repo_id,
-        training_details=training_details,
-        results=results,
-    )
+    revision: str | None = None,
+    private: bool | None = None,
+    commit_message: str | None = None,
+    token: str | None = None,
+    create_pr: bool = False,
+    allow_patterns: list[str] | None = None,
+    source: str | None = None,
+) -> CommitInfo:
+    """Commit a pipeline folder to `repo_id` (created if missing) on branch `revision` (created from main if missing).
+
+    Only reads `folder`. `private=True` refuses an existing public repo rather than publish into it. Failures raise
+    `HubUploadError` saying what went wrong and that `source` (default: the folder) is intact; the client skips
+    already-uploaded files when the push is repeated.
+    """
+    api, source = HfApi(token=token), source or str(folder)
+    try:
+        api.create_repo(repo_id, private=private, exist_ok=True)
+        if private and not api.repo_info(repo_id).private:
+            raise HubUploadError(
+                f"{repo_id} already exists and is public, and private=True does not change an existing repo's "
+                f"visibility. Nothing was uploaded; {source} is intact. Make the repo private first or push elsewhere."
+            )
+        if revision is not None and revision != "main":
+            api.create_branch(repo_id, branch=revision, exist_ok=True)
+        return api.upload_folder(
+            repo_id=repo_id,
+            folder_path=folder,
+            revision=revision,
+            commit_message=commit_message or "Upload DDPMPaperPipeline",
+            create_pr=create_pr,
+            allow_patterns=allow_patterns or PIPELINE_FILE_PATTERNS,
+        )
+    except HubUploadError:
+        raise
+    except Exception as e:  # the client raises HfHubHTTPError, its HTTP library's transport errors, RuntimeError...
+        raise HubUploadError(f"{_failure(e, api.endpoint)} {repo_id} got no new commit; {source} is intact.") from e
+
+
+def _causes(error: BaseException) -> list[BaseException]:
+    """The error and the errors it was raised from (the client wraps HTTP errors of LFS uploads, for one)."""
+    chain = [error]
+    while (cause := chain[-1].__cause__ or chain[-1].__context__) is not None and cause not in chain:
+        chain.append(cause)
+    return chain
+
+
+def _failure(error: Exception, endpoint: str) -> str:
+    """One sentence on why a Hub request failed."""
+    chain = _causes(error)
+    status = next((s for e in chain if (s := getattr(getattr(e, "response", None), "status_code", None))), None)
+    messages = {(str(e).splitlines() or [""])[0]: type(e).__name__ for e in (chain[0], chain[-1])}  # outer, root
+    detail = "; ".join(f"{name}: {message}" for message, name in messages.items())
+    if status in (401, 403):
+        return (
+            f"The Hub at {endpoint} refused the credentials (HTTP {status}; {detail}): log in with `hf auth login`, "
+            "set HF_TOKEN or pass a token with write access."
+        )
+    # The client's HTTP library is an implementation detail (requests, httpx...): recognise its errors by name.
+    refused = {"ConnectError", "ConnectTimeout", "ConnectionRefusedError"}
+    if any(c.__name__ in refused for e in chain for c in type(e).__mro__):
+        return f"Could not connect to the Hub at {endpoint} ({detail}): check the network and HF_ENDPOINT."
+    return f"The push to the Hub at {endpoint} did not complete ({detail}); rerun it to finish (uploads are resumed)."
+
+
+def upload_pipeline(pipeline: DiffusionPipeline, repo_id: str, *, card: ModelCard, **kwargs: Any) -> CommitInfo:
+    """Save `pipeline` (safetensors) and its model card to a temporary folder and `upload_folder` it."""
+    with tempfile.TemporaryDirectory() as tmp:
+        pipeline.save_pretrained(tmp, safe_serialization=True, variant=kwargs.pop("variant", None))
+        card.save(Path(tmp) / "README.md")
+        return upload_folder(tmp, repo_id, source="the local pipeline", **kwargs)

@@ -10,10 +10,12 @@ import torch
 from diffusers import DiffusionPipeline, ImagePipelineOutput, UNet2DModel
 from diffusers.schedulers.scheduling_utils import SchedulerMixin
 from diffusers.utils.torch_utils import randn_tensor
+from huggingface_hub import CommitInfo, ModelCard
 
 from . import analysis, likelihood
+from .card import render_model_card
 from .data import images_to_model
-from .hub import download_pipeline
+from .hub import download_pipeline, upload_pipeline
 from .scheduler import DDPMPaperScheduler
 
 PRECISIONS = ("auto", "fp32", "bf16")
@@ -52,6 +54,41 @@ class DDPMPaperPipeline(DiffusionPipeline):
         if not os.path.isdir(folder):
             folder = cls.download(str(folder), **kwargs)
         return super().from_pretrained(folder, use_safetensors=True, **kwargs)
+
+    def push_to_hub(
+        self,
+        repo_id: str,
+        commit_message: str | None = None,
+        private: bool | None = None,
+        token: str | None = None,
+        create_pr: bool = False,
+        safe_serialization: bool = True,
+        variant: str | None = None,
+        *,
+        revision: str | None = None,
+        model_card: ModelCard | None = None,
+        **card_kwargs: Any,
+    ) -> CommitInfo:
+        """Upload the pipeline and its model card to `repo_id`, on branch `revision` (created from main if missing).
+
+        diffusers' own `push_to_hub` writes a generic card and cannot target a branch. The card is `model_card`, or
+        `ddpm_hf.card.render_model_card(repo_id, **card_kwargs)` (`dataset`, `training_details`, `metrics`...).
+        Failures raise `ddpm_hf.hub.HubUploadError`, which says why.
+        """
+        if not safe_serialization:
+            raise ValueError("DDPMPaperPipeline only saves safetensors weights; drop safe_serialization=False")
+        card = model_card or render_model_card(repo_id, revision=revision, **card_kwargs)
+        return upload_pipeline(
+            self,
+            repo_id,
+            card=card,
+            revision=revision,
+            private=private,
+            commit_message=commit_message,
+            token=token,
+            create_pr=create_pr,
+            variant=variant,
+        )
 
     def _autocast(self, precision: str) -> contextlib.AbstractContextManager:
         """The network's numeric mode; the scheduler's update always runs in float32 or wider."""

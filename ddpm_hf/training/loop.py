@@ -16,8 +16,9 @@ from accelerate.utils import ProjectConfiguration, set_seed
 from diffusers.utils import make_image_grid
 from tqdm.auto import tqdm
 
+from ..card import render_model_card
 from ..data import ImageDataset, load_image_dataset, scale_to_model
-from ..hub import render_model_card
+from ..hub import upload_folder
 from ..pipeline import DDPMPaperPipeline
 from ..scheduler import DDPMPaperScheduler
 from ..unet import DDPMUNet2DModel
@@ -228,20 +229,10 @@ def save_pipeline(
     return pipe
 
 
-PUSHED_FILES = ["model_index.json", "unet/*", "scheduler/*", "README.md", "samples.png"]
+PUSHED_FILES = ["model_index.json", "unet/*", "scheduler/*", "README.md", "samples.png"]  # never checkpoints/
 
 
-def push_pipeline(output_dir: Path, repo_id: str, private: bool = False) -> str:
-    """Upload the final pipeline, its card and sample grid (never the Accelerate checkpoints) to the Hub."""
-    from huggingface_hub import HfApi
-
-    api = HfApi()
-    try:
-        api.create_repo(repo_id, private=private, exist_ok=True)
-        info = api.upload_folder(
-            repo_id=repo_id, folder_path=output_dir, allow_patterns=PUSHED_FILES, commit_message="Upload DDPM"
-        )
-    except Exception as e:
-        raise RuntimeError(f"push to {repo_id} failed ({e}); the trained pipeline is intact in {output_dir}") from e
-    print(f"pushed {output_dir} to {info.commit_url if hasattr(info, 'commit_url') else repo_id}")
-    return repo_id
+def push_pipeline(output_dir: Path, repo_id: str, private: bool = False) -> None:
+    """Upload the final pipeline, its card and sample grid; `HubUploadError` says why a push failed."""
+    info = upload_folder(output_dir, repo_id, private=private, allow_patterns=PUSHED_FILES, commit_message="Train DDPM")
+    print(f"pushed {output_dir} to {repo_id} ({info.commit_url})")

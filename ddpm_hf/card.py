@@ -1,0 +1,130 @@
+"""The model card pushed with a checkpoint: the top-level `model_card.md` rendered with `huggingface_hub.ModelCard`.
+
+Only measured numbers go into it: the metrics JSON that `examples/evaluate.py` writes becomes the card's
+`model-index` (the Hub's evaluation results) and its Results table; without one the card says nothing was measured.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from pathlib import Path
+from typing import Any
+
+from huggingface_hub import EvalResult, ModelCard, ModelCardData
+
+MODEL_CARD_TEMPLATE = Path(__file__).with_name("model_card.md")  # a link to the repository's top-level model_card.md
+CARD_TAGS = ["pytorch", "diffusers", "ddpm", "ddpm_hf", "unconditional-image-generation"]
+TASK = "unconditional-image-generation"
+NO_TRAINING_DETAILS = "Training configuration not recorded."
+# evaluate.py's metric keys -> (model-index metric type, display name, which data it is measured against)
+METRICS = {
+    "fid": ("fid", "FID", "reference"),
+    "inception_score": ("inception_score", "Inception Score", None),
+    "nll_bits_per_dim": ("nll", "NLL (bits/dim)", "nll_data"),
+}
+
+
+def dataset_id(name: str | None) -> str | None:
+    """A dataset name fit for card metadata: a local path (`../shared/data/cifar10`) becomes its folder name."""
+    if not name:
+        return None
+    # Hub ids are "name" or "owner/name"; anything else (or anything on disk) is a path.
+    is_path = os.path.exists(name) or name.startswith((".", "/", "~")) or name.count("/") > 1
+    return Path(name).expanduser().resolve().name if is_path else name
+
+
+def _metric_rows(metrics: dict[str, Any], dataset: str | None) -> list[dict[str, Any]]:
+    """One row per measured metric: name, value, the data it was measured on, and its model-index entry."""
+    rows = []
+    for key, (metric_type, name, data_key) in METRICS.items():
+        value = metrics.get("metrics", {}).get(key)
+        if value is None:
+            continue
+        data = (metrics.get(data_key) or {}) if data_key else {}
+        data_name = dataset_id(data.get("dataset")) or dataset
+        split = data.get("split")
+        std = metrics["metrics"].get(f"{key}_std")
+        rows.append(
+            {
+                "name": name,
+                "value": f"{value:.2f}" + (f" ± {std:.2f}" if std is not None else ""),
+                "data": " ".join(filter(None, [data_name, split and f"({split})"])) if data_key else "—",
+                "result": EvalResult(
+                    task_type=TASK,
+                    dataset_type=data_name,
+                    dataset_name=data_name,
+                    dataset_split=split,
+                    metric_type=metric_type,
+                    metric_name=name,
+                    metric_value=round(float(value), 6),
+                )
+                if data_name
+                else None,
+            }
+        )
+    return rows
+
+
+def render_model_card(
+    repo_id: str,
+    *,
+    dataset: str | None = None,
+    training_details: str | None = None,
+    results: str | None = None,
+    metrics: dict[str, Any] | None = None,
+    revision: str | None = None,
+    license: str = "apache-2.0",
+) -> ModelCard:
+    """The model card pushed with a checkpoint, rendered from `model_card.md` with `huggingface_hub.ModelCard`.
+
+    Args:
+        repo_id: the Hub repo the card describes (used in the usage snippets).
+        dataset: the training dataset (Hub id, or a local path whose folder name is used).
+        training_details: markdown describing the training configuration.
+        results: extra markdown for the Results section.
+        metrics: the JSON written by `examples/evaluate.py`; its metrics become the model-index and a table.
+        revision: the branch the card is pushed to, for the usage snippet.
+        license: the SPDX id in the metadata.
+    """
+    dataset = dataset_id(dataset)
+    rows = _metric_rows(metrics or {}, dataset)
+    eval_results = [row["result"] for row in rows if row["result"] is not None]
+    card_data = ModelCardData(
+        library_name="diffusers",
+        license=license,
+        tags=CARD_TAGS,
+        pipeline_tag=TASK,
+        datasets=[dataset] if dataset else None,
+        model_name=repo_id.rsplit("/", 1)[-1],
+        eval_results=eval_results or None,
+    )
+    return ModelCard.from_template(
+        card_data,
+        template_path=str(MODEL_CARD_TEMPLATE),
+        model_name=card_data.model_name,
+        repo_id=repo_id,
+        revision=revision if revision not in (None, "main") else None,
+        training_details=training_details,
+        results=results,
+        metric_rows=rows,
+        evaluation=metrics or {},
+    )
+
+
+def card_section(card: ModelCard | str, heading: str) -> str | None:
+    """The markdown under `## heading` in a rendered card, up to the next `## ` heading (None if absent)."""
+    text = card.text if isinstance(card, ModelCard) else ModelCard(card).text
+    match = re.search(rf"^## {re.escape(heading)}[ \t]*\n(.*?)(?=^## |\Z)", text, flags=re.MULTILINE | re.DOTALL)
+    return match.group(1).strip() if match else None
+
+
+def rerender_card(card_path: str | Path, repo_id: str, **kwargs: Any) -> ModelCard:
+    """A card for `repo_id` keeping the training details and dataset of a card saved by training (if any)."""
+    path = Path(card_path)
+    if path.is_file():
+        old = ModelCard.load(path)
+        training = card_section(old, "Training")
+        kwargs.setdefault("training_details", None if training == NO_TRAINING_DETAILS else training)
+        kwargs.setdefault("dataset", (old.data.datasets or [None])[0])
+    return render_model_card(repo_id, **kwargs)

