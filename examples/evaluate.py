@@ -118,11 +118,11 @@ def measure_nll(pipe: DDPMPaperPipeline, args: argparse.Namespace) -> tuple[floa
         ds = ds.select(range(min(args.nll_num_images, len(ds))))
     config = pipe.unet.config
     data = ImageDataset(ds, column, resolution=config.sample_size, channels=config.in_channels)
+    generator = torch.Generator(pipe.device).manual_seed(args.seed)
     total, count = 0.0, 0
     for batch in tqdm(torch.utils.data.DataLoader(data, batch_size=args.batch_size), desc="bits/dim", unit="batch"):
-        bpd = torch.as_tensor(pipe.bits_per_dim(batch.to(pipe.device))).double().flatten()
-        per_image = bpd if len(bpd) == len(batch) else bpd.mean().repeat(len(batch))  # per image, or a batch mean
-        total, count = total + per_image.sum().item(), count + len(batch)
+        bpd = pipe.bits_per_dim(batch.to(pipe.device), generator=generator).total
+        total, count = total + bpd.sum().item(), count + len(batch)
     return total / count, {"dataset": args.nll_dataset_name, "split": args.nll_split, "num_images": count}
 
 
@@ -177,11 +177,6 @@ def load_models(args: argparse.Namespace) -> tuple[DDPMPaperPipeline, InceptionV
     folder, revision = resolve_model(args.model, args.revision)
     pipe = DDPMPaperPipeline.from_pretrained(folder).to(args.device)
     pipe.set_progress_bar_config(leave=False, desc="denoising")
-    if "nll" in args.metrics and not hasattr(pipe, "bits_per_dim"):
-        raise SystemExit(
-            f"--metrics nll needs DDPMPaperPipeline.bits_per_dim (the variational bound in bits/dim), which ddpm_hf "
-            f"{ddpm_hf.__version__} does not have yet; measure fid/is only, or update ddpm_hf"
-        )
     inception = InceptionV3(args.inception_weights, device=args.device) if {"fid", "is"} & set(args.metrics) else None
     if "is" in args.metrics and not inception.has_classifier:
         raise SystemExit(f"--metrics is: {inception.weights_path} has no classifier head; pass --inception_weights")

@@ -92,9 +92,6 @@ def test_evaluate_refuses_what_it_cannot_measure(tmp_path, monkeypatch):
         run_example(
             "evaluate", [*base, "--metrics", "is", "--is_splits", 1, "--inception_weights", features_only], monkeypatch
         )
-    if not hasattr(tiny_pipeline(), "bits_per_dim"):
-        with pytest.raises(SystemExit, match="bits_per_dim"):
-            run_example("evaluate", [*base, "--metrics", "nll", "--nll_dataset_name", "sklearn-digits"], monkeypatch)
     other = tmp_path / "other.npz"
     FIDStatistics(np.zeros(16), np.eye(16), 2, weights_id="0123456789abcdef").save(other)
     with pytest.raises(SystemExit, match="other Inception weights"):  # before any sampling
@@ -102,3 +99,19 @@ def test_evaluate_refuses_what_it_cannot_measure(tmp_path, monkeypatch):
     with pytest.raises(SystemExit):  # argparse: FID needs reference statistics
         run_example("evaluate", [*base, "--metrics", "fid"], monkeypatch)
     assert not (tmp_path / "eval" / "metrics.json").exists()
+
+
+def test_evaluate_nll_is_the_pipelines_bound(tmp_path, monkeypatch):
+    from ddpm_hf.data import ImageDataset, load_image_dataset
+
+    tiny_pipeline().save_pretrained(tmp_path / "model")
+    argv = ["--model", tmp_path / "model", "--metrics", "nll", "--nll_dataset_name", "sklearn-digits"]
+    argv += ["--nll_num_images", 3, "--batch_size", 3, "--output_dir", tmp_path / "eval", "--num_samples", 1]
+    argv += ["--grid_size", 1, "--num_inference_steps", 2]
+    run_example("evaluate", argv, monkeypatch)
+    result = json.loads((tmp_path / "eval" / "metrics.json").read_text())
+    ds, column = load_image_dataset("sklearn-digits")
+    images = torch.stack([ImageDataset(ds, column, 8, 3)[i] for i in range(3)])
+    expected = tiny_pipeline().bits_per_dim(images, generator=torch.Generator().manual_seed(0)).total.mean().item()
+    assert result["metrics"]["nll_bits_per_dim"] == pytest.approx(expected, rel=1e-9)
+    assert result["nll_data"] == {"dataset": "sklearn-digits", "split": "test", "num_images": 3}
