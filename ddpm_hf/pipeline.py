@@ -134,9 +134,13 @@ class DDPMPaperPipeline(DiffusionPipeline):
         image = randn_tensor(shape, generator=generator, device=device, dtype=torch.float32)
 
         self.scheduler.set_timesteps(num_inference_steps)
+        # The network gets its timesteps from a copy made once on the device (a CPU scalar would be copied, and the
+        # host synced, at every step); the scheduler reads the same values on the host, where they cost nothing.
+        network_timesteps = self.scheduler.timesteps.to(device)
+        dtype = self.unet.dtype  # a property that walks every parameter: read it once
         with self._autocast(precision):
-            for t in self.progress_bar(self.scheduler.timesteps):
-                eps = self.unet(image.to(self.unet.dtype), t).sample.float()
+            for i, t in enumerate(self.progress_bar(self.scheduler.timesteps)):
+                eps = self.unet(image.to(dtype), network_timesteps[i]).sample.float()
                 image = self.scheduler.step(eps, t, image, generator=generator).prev_sample
 
         image = (image / 2 + 0.5).clamp(0, 1)

@@ -5,12 +5,11 @@ from __future__ import annotations
 import argparse
 
 import torch
-from diffusers.utils import make_image_grid
-from PIL import Image, ImageOps
 
 from ddpm_hf import DDPMPaperPipeline
 from ddpm_hf.analysis import to_pil
 from ddpm_hf.data import ImageDataset, load_image_dataset
+from ddpm_hf.grid import image_grid
 
 
 def add_model_arguments(parser: argparse.ArgumentParser) -> None:
@@ -44,9 +43,6 @@ def load_images(args: argparse.Namespace, pipe: DDPMPaperPipeline, indices: list
 
 
 def save_grid(rows: list[torch.Tensor], path: str, scale: int = 1) -> None:
-    """Save images [-1, 1] as one PNG, one row per tensor [N, C, H, W]; scale > 1 enlarges (nearest) and frames each."""
+    """Save images [-1, 1] as one PNG, one row per tensor [N, C, H, W]; scale > 1 enlarges (nearest) and spaces them."""
     pictures = [p for row in rows for p in to_pil(row)]
-    if scale > 1:
-        pictures = [p.resize((p.width * scale, p.height * scale), Image.Resampling.NEAREST) for p in pictures]
-        pictures = [ImageOps.expand(p, border=1, fill="gray") for p in pictures]  # so that tiny cells stay apart
-    make_image_grid(pictures, rows=len(rows), cols=len(pictures) // len(rows)).save(path)
+    image_grid(pictures, cols=len(pictures) // len(rows), pad=1 if scale > 1 else 0, scale=scale).save(path)

@@ -15,13 +15,11 @@ import argparse
 import datetime
 import hashlib
 import json
-import math
 import os
 import time
 from pathlib import Path
 
 import torch
-from diffusers.utils import make_image_grid
 from PIL import Image
 from tqdm.auto import tqdm
 
@@ -29,6 +27,7 @@ import ddpm_hf
 from ddpm_hf import DDPMPaperPipeline
 from ddpm_hf.data import ImageDataset, load_image_dataset
 from ddpm_hf.evaluation import FIDStatistics, InceptionV3, compute_features, frechet_distance, inception_score
+from ddpm_hf.grid import image_grid
 
 METRICS = ("fid", "is", "nll")
 
@@ -105,10 +104,7 @@ def sample_batches(pipe: DDPMPaperPipeline, args: argparse.Namespace, num_sample
 def save_grid(images: torch.Tensor, path: Path) -> None:
     """A square-ish grid PNG of uint8 NCHW images."""
     pils = [Image.fromarray(im.permute(1, 2, 0).squeeze(-1).numpy()) for im in images]
-    cols = math.ceil(math.sqrt(len(pils)))
-    rows = math.ceil(len(pils) / cols)
-    pils += [Image.new(pils[0].mode, pils[0].size)] * (rows * cols - len(pils))  # black padding cells
-    make_image_grid(pils, rows=rows, cols=cols).save(path)
+    image_grid(pils).save(path)
 
 
 def measure_nll(pipe: DDPMPaperPipeline, args: argparse.Namespace) -> tuple[float, dict]:

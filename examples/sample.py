@@ -6,12 +6,11 @@ python examples/sample.py --paper_config cifar10 --num_inference_steps 20   # an
 """
 
 import argparse
-import math
 
 import torch
-from diffusers.utils import make_image_grid
 
 from ddpm_hf import DDPMPaperPipeline, DDPMPaperScheduler, DDPMUNet2DModel
+from ddpm_hf.grid import image_grid
 
 
 def main() -> None:
@@ -26,6 +25,7 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     parser.add_argument("--output", default="samples.png")
+    parser.add_argument("--scale", type=int, default=1, help="enlarge each sample this many times in the grid")
     args = parser.parse_args()
 
     if args.model:
@@ -42,10 +42,7 @@ def main() -> None:
         num_inference_steps=args.num_inference_steps,
         precision=args.precision,
     ).images
-    cols = math.ceil(math.sqrt(args.num_images))
-    rows = math.ceil(args.num_images / cols)
-    images += [images[0].copy().point(lambda _: 0)] * (rows * cols - len(images))  # black padding cells
-    make_image_grid(images, rows=rows, cols=cols).save(args.output)
+    image_grid(images, pad=1, scale=args.scale).save(args.output)
     print(f"wrote {args.num_images} samples to {args.output}")
 
 

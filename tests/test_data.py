@@ -67,3 +67,14 @@ def test_center_crop_keeps_the_middle():
     image = Image.fromarray(np.concatenate([np.zeros((8, 8), np.uint8), np.full((8, 8), 255, np.uint8)] * 2, axis=1))
     x = to_tensor(image, 8, 1)  # 32 wide, 8 high: columns 12..19 straddle a 255→0 edge
     assert x[0, 0].tolist() == [255, 255, 255, 255, 0, 0, 0, 0]
+
+
+def test_image_grid_layout():
+    from ddpm_hf.grid import image_grid
+
+    cells = [Image.new("L", (2, 2), color=50 * (i + 1)) for i in range(5)]
+    grid = image_grid(cells, pad=1, scale=2)  # 3 columns × 2 rows of 4×4 cells, 1 px apart
+    assert grid.size == (3 * 4 + 2, 2 * 4 + 1)
+    pixels = np.asarray(grid)
+    assert pixels[0, 0] == 50 and pixels[0, 4] == 128 and pixels[0, 5] == 100 and pixels[5, 0] == 200
+    assert pixels[-1, -1] == 128  # the sixth cell is empty

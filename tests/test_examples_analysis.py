@@ -49,10 +49,8 @@ def test_progressive(model_dir, tmp_path, monkeypatch):
     out = tmp_path / "progressive.png"
     argv = ["--model", model_dir, "--num_images", "3", "--every", "5", "--with_xt", "--scale", "2"]
     run_example("progressive", [*argv, "--output", str(out)], monkeypatch)
-    assert Image.open(out).size == (
-        4 * 18,
-        6 * 18,
-    )  # 8×8 images ×2, framed; columns t = 15, 10, 5, 0; rows x_t and x̂_0 per image
+    # 8×8 images ×2, 1 px apart; columns t = 15, 10, 5, 0; rows x_t and x̂_0 per image
+    assert Image.open(out).size == (4 * 16 + 3, 6 * 16 + 5)
 
 
 def test_interpolate(model_dir, tmp_path, monkeypatch):

@@ -107,7 +107,7 @@ def test_tiny_run_writes_a_loadable_pipeline(tmp_path):
     assert [p.name for p in list_checkpoints(out / "checkpoints")] == ["checkpoint-2", "checkpoint-4"]
     card = (out / "README.md").read_text()
     assert "library_name: diffusers" in card and "`learning_rate` | `0.001`" in card
-    assert Image.open(out / "samples.png").size == (16, 16)  # 2 × 2 grid of 8 × 8
+    assert Image.open(out / "samples.png").size == (65, 65)  # 2 × 2 grid of 8 × 8 samples shown 4×, 1 px apart
     assert list((out / "logs").rglob("events.out.tfevents.*"))
 
 
@@ -191,17 +191,17 @@ def test_checkpoints_are_pruned(tmp_path):
 
 
 def test_non_finite_loss_stops_and_keeps_the_last_good_checkpoint(tmp_path, monkeypatch):
-    import ddpm_hf.training.loop as loop
+    import ddpm_hf.training.losses as losses
 
     calls = {"n": 0}
-    real = loop.training_loss
+    real = losses.training_loss
 
     def poisoned(*args):
         calls["n"] += 1
         loss = real(*args)
         return loss * float("nan") if calls["n"] > 3 else loss
 
-    monkeypatch.setattr(loop, "training_loss", poisoned)
+    monkeypatch.setattr(losses, "training_loss", poisoned)
     out = tmp_path / "run"
     with pytest.raises(TrainingDiverged, match=r"step 3.*checkpoint-2"):
         train(parse_args(tiny_args(out, max_train_steps=10, checkpointing_steps=2)))
@@ -229,7 +229,7 @@ def test_bad_images_stop_the_run_or_are_counted(tmp_path, capsys):
 
 
 def test_vlb_loss_trains_on_the_bounds_terms(tmp_path, monkeypatch):
-    import ddpm_hf.training.loop as loop
+    import ddpm_hf.training.losses as losses
     from ddpm_hf.likelihood import vlb_terms
 
     seen = []
@@ -239,8 +239,8 @@ def test_vlb_loss_trains_on_the_bounds_terms(tmp_path, monkeypatch):
         seen.append((loss.detach(), vlb_terms(scheduler, x_0, x_t, t, eps.detach()), t))
         return loss
 
-    real = loop.training_loss
-    monkeypatch.setattr(loop, "training_loss", recording)
+    real = losses.training_loss
+    monkeypatch.setattr(losses, "training_loss", recording)
     train(parse_args(tiny_args(tmp_path / "run", loss="vlb", max_train_steps=2, checkpointing_steps=2)))
     assert len(seen) == 2
     for loss, expected, _ in seen:

@@ -116,7 +116,7 @@ PRESETS: dict[str, dict[str, Any]] = {
         "learning_rate": 1e-3,
         "lr_warmup_steps": 100,
         "ema_decay": 0.995,
-        "max_train_steps": 3000,
+        "max_train_steps": 2000,
         "checkpointing_steps": 1000,
         "save_images_steps": 1000,
         "num_grid_images": 64,

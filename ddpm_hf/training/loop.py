@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import contextlib
 import json
-import math
 import os
 import shutil
 import time
@@ -13,11 +12,11 @@ from pathlib import Path
 import torch
 from accelerate import Accelerator
 from accelerate.utils import ProjectConfiguration, set_seed
-from diffusers.utils import make_image_grid
 from tqdm.auto import tqdm
 
 from ..card import render_model_card
 from ..data import ImageDataset, load_image_dataset, scale_to_model
+from ..grid import image_grid
 from ..hub import upload_folder
 from ..pipeline import DDPMPaperPipeline
 from ..scheduler import DDPMPaperScheduler
@@ -26,7 +25,7 @@ from .batches import StepBatchSampler, collate_valid, micro_slice, step_randomne
 from .checkpoint import load_checkpoint, resolve_checkpoint, save_checkpoint
 from .config import TrainConfig
 from .ema import EMA
-from .losses import check_loss_available, training_loss
+from .losses import check_loss_available, diffusion_loss, make_optimizer
 
 
 class TrainingDiverged(RuntimeError):
@@ -57,6 +56,12 @@ def train(cfg: TrainConfig) -> Path:
     micro_batch = cfg.train_batch_size // (procs * accum)
     say = accelerator.print
     say(f"global batch {cfg.train_batch_size} = {procs} processes × {accum} accumulation × {micro_batch} per device")
+    if accelerator.device.type == "cpu" and procs == 1 and torch.get_num_threads() < (os.cpu_count() or 1):
+        # `accelerate launch` without --cpu/--num_processes sets OMP_NUM_THREADS=1 for a lone CPU process.
+        say(
+            f"note: torch uses {torch.get_num_threads()} of {os.cpu_count()} CPU threads; for more, launch with "
+            "`accelerate launch --cpu --num_processes 1` or `--num_cpu_threads_per_process N`"
+        )
 
     # Same initial weights on every process; dropout then draws from per-process streams.
     set_seed(cfg.seed)
@@ -73,9 +78,9 @@ def train(cfg: TrainConfig) -> Path:
     data = ImageDataset(ds, column, resolution, channels, skip_bad_images=cfg.skip_bad_images)
     say(f"{len(data)} training images from {cfg.dataset_name or cfg.train_data_dir}, {channels}×{resolution}²")
 
-    optimizer = torch.optim.Adam(
-        unet.parameters(), lr=cfg.learning_rate, betas=(cfg.adam_beta1, cfg.adam_beta2), eps=cfg.adam_epsilon
-    )
+    unet.to(accelerator.device, memory_format=torch.channels_last)  # faster convolutions on CPU (oneDNN) and GPU
+    betas = (cfg.adam_beta1, cfg.adam_beta2)
+    optimizer = make_optimizer(unet.parameters(), cfg.learning_rate, betas, cfg.adam_epsilon, accelerator.device)
     unet, optimizer = accelerator.prepare(unet, optimizer)
     raw_unet = accelerator.unwrap_model(unet)
     ema = EMA(raw_unet, cfg.ema_decay)
@@ -132,9 +137,7 @@ def train(cfg: TrainConfig) -> Path:
                     x_0 = scale_to_model(images.to(accelerator.device, non_blocking=True))
                     if cfg.random_flip:
                         x_0 = torch.where(flip.view(-1, 1, 1, 1), x_0.flip(-1), x_0)
-                    x_t = scheduler.q_sample(x_0, t, noise)
-                    eps = unet(x_t, t).sample.float()
-                    loss = training_loss(cfg.loss, scheduler, x_0, x_t, t, noise, eps).sum() / (micro_batch * accum)
+                    loss = diffusion_loss(unet, scheduler, cfg.loss, x_0, t, noise).sum() / (micro_batch * accum)
                 accelerator.backward(loss)
             step_loss += loss.detach()
         if not torch.isfinite(step_loss):
@@ -157,7 +160,8 @@ def train(cfg: TrainConfig) -> Path:
             accelerator.log(logs, step=step)
         if step % cfg.checkpointing_steps == 0 or step == cfg.max_train_steps:
             last_saved = save_checkpoint(accelerator, checkpoint_dir, step, cfg.checkpoints_total_limit)
-        if cfg.save_images_steps and step % cfg.save_images_steps == 0 and accelerator.is_main_process:
+        periodic_grid = cfg.save_images_steps and step % cfg.save_images_steps == 0 and step < cfg.max_train_steps
+        if periodic_grid and accelerator.is_main_process:  # the last step's grid is the final samples.png
             save_sample_grid(ema, raw_unet, scheduler, cfg, output_dir / "samples" / f"step-{step:07d}.png")
         if cfg.save_pipeline_steps and step % cfg.save_pipeline_steps == 0 and accelerator.is_main_process:
             save_pipeline(ema, raw_unet, scheduler, cfg, output_dir)
@@ -201,11 +205,8 @@ def save_sample_grid(
     n = cfg.num_grid_images
     generators = [torch.Generator().manual_seed(cfg.seed + i) for i in range(n)]
     images = pipe(batch_size=n, generator=generators, num_inference_steps=cfg.num_inference_steps).images
-    cols = math.ceil(math.sqrt(n))
-    rows = math.ceil(n / cols)
-    images += [images[0].point(lambda _: 0)] * (rows * cols - n)
     path.parent.mkdir(parents=True, exist_ok=True)
-    make_image_grid(images, rows=rows, cols=cols).save(path)
+    image_grid(images, pad=1, scale=max(1, 32 // images[0].width)).save(path)
     return path
 
 

@@ -33,6 +33,27 @@ def training_loss(
     raise ValueError(f"loss must be 'simple' or 'vlb', got {kind!r}")
 
 
+def diffusion_loss(
+    unet: torch.nn.Module,
+    scheduler: DDPMPaperScheduler,
+    kind: str,
+    x_0: torch.Tensor,
+    t: torch.Tensor,
+    noise: torch.Tensor,
+) -> torch.Tensor:
+    """Algorithm 1's per-example loss: x_t ~ q(x_t | x_0) with the given t and ε, then `training_loss`."""
+    x_t = scheduler.q_sample(x_0, t, noise)
+    eps = unet(x_t.contiguous(memory_format=torch.channels_last), t).sample.float()
+    return training_loss(kind, scheduler, x_0, x_t, t, noise, eps)
+
+
+def make_optimizer(params, lr: float, betas: tuple[float, float], eps: float, device: torch.device) -> torch.optim.Adam:
+    """The paper's Adam (no weight decay), as one fused kernel on CUDA and multi-tensor (foreach) elsewhere."""
+    if device.type == "cuda":
+        return torch.optim.Adam(params, lr=lr, betas=betas, eps=eps, fused=True)
+    return torch.optim.Adam(params, lr=lr, betas=betas, eps=eps, foreach=True)
+
+
 def check_loss_available(kind: str) -> None:
     """Fail before training starts, with a clear message, for an objective this version cannot compute."""
     if kind not in ("simple", "vlb"):

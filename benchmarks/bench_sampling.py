@@ -1,0 +1,77 @@
+"""Sampling speed of DDPMPaperPipeline against diffusers' DDPMPipeline: same weights, same run, alternating repeats.
+
+    python benchmarks/bench_sampling.py --batch_size 8 --steps 20            # CPU, CIFAR-10 network
+    python benchmarks/bench_sampling.py --device cuda --batch_size 256 --steps 1000
+
+Each side runs `--steps` denoising steps per repeat; images/s is for the paper's 1000-step sampler
+(batch / (1000 × seconds per step)). The peer runs with its defaults (fp32); ours with `--precision`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+
+import torch
+from common import compare, describe_device, twin_unets
+from diffusers import DDPMPipeline, DDPMScheduler
+
+from ddpm_hf import DDPMPaperPipeline, DDPMPaperScheduler
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--model", default="cifar10", help="a DDPMUNet2DModel.from_paper_config name")
+    parser.add_argument("--batch_size", type=int, default=8)
+    parser.add_argument("--steps", type=int, default=20, help="denoising steps timed per repeat")
+    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--precision", default="auto", choices=["auto", "fp32", "bf16"])
+    parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    parser.add_argument("--json", default=None, help="also write the results here")
+    args = parser.parse_args()
+
+    device = torch.device(args.device)
+    ours_unet, peer_unet = twin_unets(args.model, device)
+    ours = DDPMPaperPipeline(unet=ours_unet.eval(), scheduler=DDPMPaperScheduler(variance_type="fixed_large"))
+    peer = DDPMPipeline(unet=peer_unet.eval(), scheduler=DDPMScheduler(variance_type="fixed_large"))
+    for pipe in (ours, peer):
+        pipe.set_progress_bar_config(disable=True)
+
+    def run(pipe, **kwargs):
+        gen = torch.Generator(device).manual_seed(0)
+        return lambda: pipe(
+            batch_size=args.batch_size, generator=gen, num_inference_steps=args.steps, output_type="pt", **kwargs
+        )
+
+    results = compare(
+        {
+            "diffusers DDPMPipeline (fp32)": run(peer),
+            f"ddpm_hf ({args.precision})": run(ours, precision=args.precision),
+        },
+        device,
+        args.repeats,
+    )
+    print(
+        f"device: {describe_device(device)}; torch {torch.__version__}; network {args.model}, batch {args.batch_size}"
+    )
+    rates = {}
+    for name, r in results.items():
+        per_step = r["seconds"] / args.steps
+        rates[name] = args.batch_size / (per_step * 1000)
+        print(
+            f"{name:32s} {per_step * 1e3:9.1f} ms/step  {rates[name]:9.4f} images/s (1000 steps)  "
+            f"peak {r['peak_bytes'] / 2**20:8.0f} MiB"
+        )
+    peer_rate, ours_rate = rates.values()
+    print(f"speed-up (ours / diffusers): {ours_rate / peer_rate:.2f}×")
+    if args.json:
+        with open(args.json, "w") as f:
+            json.dump(
+                {"args": vars(args), "device": describe_device(device), "results": results, "images_per_s": rates},
+                f,
+                indent=2,
+            )
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,89 @@
+"""Shared by the benchmarks: the same weights for both sides, timing with alternating repeats, peak memory."""
+
+from __future__ import annotations
+
+import platform
+import statistics
+import threading
+import time
+from collections.abc import Callable
+
+import torch
+from diffusers import UNet2DModel
+
+from ddpm_hf import DDPMUNet2DModel
+
+
+def twin_unets(name: str, device: torch.device, **overrides) -> tuple[DDPMUNet2DModel, UNet2DModel]:
+    """The paper network and a vanilla diffusers UNet2DModel holding identical weights."""
+    ours = DDPMUNet2DModel.from_paper_config(name, **overrides)
+    peer = UNet2DModel.from_config(ours.config)
+    peer.load_state_dict(ours.state_dict())
+    return ours.to(device), peer.to(device)
+
+
+def describe_device(device: torch.device) -> str:
+    if device.type == "cuda":
+        return torch.cuda.get_device_name(device)
+    return f"{platform.processor() or platform.machine()} CPU, {torch.get_num_threads()} threads"
+
+
+def _rss_bytes() -> int:
+    with open("/proc/self/statm") as f:
+        return int(f.read().split()[1]) * 4096
+
+
+class PeakMemory:
+    """Peak memory during a block: CUDA's allocator peak, or the process's resident set sampled every 2 ms on CPU."""
+
+    def __init__(self, device: torch.device) -> None:
+        self.device, self.peak = device, 0
+
+    def __enter__(self) -> PeakMemory:
+        if self.device.type == "cuda":
+            torch.cuda.synchronize(self.device)
+            torch.cuda.reset_peak_memory_stats(self.device)
+        else:
+            self._stop, self.peak = threading.Event(), _rss_bytes()
+            self._thread = threading.Thread(target=self._sample, daemon=True)
+            self._thread.start()
+        return self
+
+    def _sample(self) -> None:
+        while not self._stop.wait(0.002):
+            self.peak = max(self.peak, _rss_bytes())
+
+    def __exit__(self, *exc) -> None:
+        if self.device.type == "cuda":
+            torch.cuda.synchronize(self.device)
+            self.peak = torch.cuda.max_memory_allocated(self.device)
+        else:
+            self._stop.set()
+            self._thread.join()
+
+
+def timed(fn: Callable[[], object], device: torch.device) -> float:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+    start = time.perf_counter()
+    fn()
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+    return time.perf_counter() - start
+
+
+def compare(
+    sides: dict[str, Callable[[], object]], device: torch.device, repeats: int, warmup: int = 1
+) -> dict[str, dict[str, float]]:
+    """Median seconds per call and peak memory of each side, repeats alternating between the sides."""
+    for fn in sides.values():
+        for _ in range(warmup):
+            fn()
+    times: dict[str, list[float]] = {name: [] for name in sides}
+    peaks: dict[str, int] = dict.fromkeys(sides, 0)
+    for _ in range(repeats):
+        for name, fn in sides.items():
+            with PeakMemory(device) as mem:
+                times[name].append(timed(fn, device))
+            peaks[name] = max(peaks[name], mem.peak)
+    return {name: {"seconds": statistics.median(times[name]), "peak_bytes": peaks[name]} for name in sides}
