@@ -19,6 +19,17 @@ from .hub import download_pipeline, upload_pipeline
 from .scheduler import DDPMPaperScheduler
 
 PRECISIONS = ("auto", "fp32", "bf16")
+
+
+def native_bf16(device: torch.device) -> bool:
+    """Whether `device` runs bf16 convolutions natively (and so faster than fp32), not by emulation."""
+    if device.type == "cuda":
+        return torch.cuda.is_bf16_supported(including_emulation=False)
+    if device.type == "cpu":
+        return bool(torch.backends.mkldnn.is_available() and torch.ops.mkldnn._is_mkldnn_bf16_supported())
+    return False
+
+
 OUTPUT_TYPES = ("pil", "np", "pt")
 
 
@@ -90,11 +101,24 @@ class DDPMPaperPipeline(DiffusionPipeline):
             variant=variant,
         )
 
-    def _autocast(self, precision: str) -> contextlib.AbstractContextManager:
-        """The network's numeric mode; the scheduler's update always runs in float32 or wider."""
-        if precision == "bf16":
-            return torch.autocast(device_type=self._execution_device.type, dtype=torch.bfloat16)
-        return contextlib.nullcontext()
+    def resolve_precision(self, precision: str) -> str:
+        """`"auto"` → `"bf16"` where the device computes bf16 natively (CUDA with bf16, CPUs with AMX/AVX-512 bf16),
+        else `"fp32"`; checks the name."""
+        if precision not in PRECISIONS:
+            raise ValueError(f"precision must be one of {PRECISIONS}, got {precision!r}")
+        if precision != "auto":
+            return precision
+        return "bf16" if native_bf16(self._execution_device) and self.unet.dtype == torch.float32 else "fp32"
+
+    def _network_mode(self, precision: str) -> contextlib.AbstractContextManager:
+        """The network's numeric mode: bf16 autocast with channels_last weights, or untouched fp32.
+
+        Only the network changes; the scheduler's update and the bound's arithmetic stay float32 or wider.
+        """
+        if precision != "bf16":
+            return contextlib.nullcontext()
+        self.unet.to(memory_format=torch.channels_last)  # oneDNN/cuDNN's fast layout; a no-op once done
+        return torch.autocast(device_type=self._execution_device.type, dtype=torch.bfloat16)
 
     @torch.no_grad()
     def __call__(
@@ -115,7 +139,8 @@ class DDPMPaperPipeline(DiffusionPipeline):
             output_type: `"pil"`, `"np"` (float in [0, 1], NHWC) or `"pt"` (float in [0, 1], NCHW).
             return_dict: return an `ImagePipelineOutput` rather than a tuple.
             precision: `"fp32"` is exact and matches diffusers' `DDPMPipeline`; `"bf16"` runs the network under
-                bf16 autocast; `"auto"` picks the fastest mode that keeps sample quality (currently fp32).
+                bf16 autocast with channels_last; `"auto"` is bf16 where the hardware computes it natively, else
+                fp32 (see `resolve_precision`). The scheduler's update is float32 in every mode.
         """
         if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
             raise ValueError(f"batch_size must be a positive integer, got {batch_size!r}")
@@ -123,9 +148,7 @@ class DDPMPaperPipeline(DiffusionPipeline):
             raise ValueError(f"got {len(generator)} generators for batch_size={batch_size}; pass one per image")
         if output_type not in OUTPUT_TYPES:
             raise ValueError(f"output_type must be one of {OUTPUT_TYPES}, got {output_type!r}")
-        if precision not in PRECISIONS:
-            raise ValueError(f"precision must be one of {PRECISIONS}, got {precision!r}")
-        precision = "fp32" if precision == "auto" else precision
+        precision = self.resolve_precision(precision)
 
         size = self.unet.config.sample_size
         size = (size, size) if isinstance(size, int) else tuple(size)
@@ -138,7 +161,7 @@ class DDPMPaperPipeline(DiffusionPipeline):
         # host synced, at every step); the scheduler reads the same values on the host, where they cost nothing.
         network_timesteps = self.scheduler.timesteps.to(device)
         dtype = self.unet.dtype  # a property that walks every parameter: read it once
-        with self._autocast(precision):
+        with self._network_mode(precision):
             for i, t in enumerate(self.progress_bar(self.scheduler.timesteps)):
                 eps = self.unet(image.to(dtype), network_timesteps[i]).sample.float()
                 image = self.scheduler.step(eps, t, image, generator=generator).prev_sample
@@ -156,8 +179,8 @@ class DDPMPaperPipeline(DiffusionPipeline):
     # --- the paper's analyses (implemented in ddpm_hf.likelihood and ddpm_hf.analysis) --------------------------
 
     def _eps_model(self, x_t: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
-        """ε_θ(x_t, t) with x_t cast to the network's dtype."""
-        return self.unet(x_t.to(self.unet.dtype), t).sample
+        """ε_θ(x_t, t) in float32, with x_t cast to the network's dtype (under whatever `_network_mode` is active)."""
+        return self.unet(x_t.to(self.unet.dtype), t).sample.float()
 
     def _images(self, images: Any) -> torch.Tensor:
         size = self.unet.config.sample_size
@@ -172,15 +195,18 @@ class DDPMPaperPipeline(DiffusionPipeline):
         generator: torch.Generator | None = None,
         clip_denoised: bool = True,
         batch_size: int | None = None,
+        precision: str = "fp32",
     ) -> likelihood.BitsPerDim:
         """The variational bound of each image in bits/dim (Table 1's NLL); see `ddpm_hf.likelihood.bits_per_dim`.
 
-        `images`: PIL images, uint8 arrays (HWC) or tensors (CHW), or float tensors in [-1, 1].
+        `images`: PIL images, uint8 arrays (HWC) or tensors (CHW), or float tensors in [-1, 1]. `precision` is the
+        network's, as in `__call__` (default fp32, the reference's); the bound's arithmetic is float64 regardless.
         """
         x_0 = self._images(images)
-        return likelihood.bits_per_dim(
-            self._eps_model, self.scheduler, x_0, generator, clip_denoised, batch_size, self.progress_bar
-        )
+        with self._network_mode(self.resolve_precision(precision)):
+            return likelihood.bits_per_dim(
+                self._eps_model, self.scheduler, x_0, generator, clip_denoised, batch_size, self.progress_bar
+            )
 
     @torch.no_grad()
     def progressive(

@@ -113,5 +113,6 @@ def test_evaluate_nll_is_the_pipelines_bound(tmp_path, monkeypatch):
     ds, column = load_image_dataset("sklearn-digits")
     images = torch.stack([ImageDataset(ds, column, 8, 3)[i] for i in range(3)])
     expected = tiny_pipeline().bits_per_dim(images, generator=torch.Generator().manual_seed(0)).total.mean().item()
-    assert result["metrics"]["nll_bits_per_dim"] == pytest.approx(expected, rel=1e-9)
+    # rel 1e-6: the script samples its grid first, which may leave the network in channels_last (other fp32 kernels)
+    assert result["metrics"]["nll_bits_per_dim"] == pytest.approx(expected, rel=1e-6)
     assert result["nll_data"] == {"dataset": "sklearn-digits", "split": "test", "num_images": 3}
