@@ -25,7 +25,13 @@ def twin_unets(name: str, device: torch.device, **overrides) -> tuple[DDPMUNet2D
 def describe_device(device: torch.device) -> str:
     if device.type == "cuda":
         return torch.cuda.get_device_name(device)
-    return f"{platform.processor() or platform.machine()} CPU, {torch.get_num_threads()} threads"
+    name = platform.processor() or platform.machine()
+    try:
+        with open("/proc/cpuinfo") as f:
+            name = next(line.split(":", 1)[1].strip() for line in f if line.startswith("model name"))
+    except (OSError, StopIteration):
+        pass
+    return f"{name} CPU, {torch.get_num_threads()} threads"
 
 
 def _rss_bytes() -> int:

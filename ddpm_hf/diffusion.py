@@ -59,7 +59,9 @@ def make_tables(betas: np.ndarray | torch.Tensor) -> DiffusionTables:
     alphas_cumprod_prev = torch.cat([torch.ones(1, dtype=torch.float64), alphas_cumprod[:-1]])
     posterior_variance = betas * (1.0 - alphas_cumprod_prev) / (1.0 - alphas_cumprod)
     # β̃_0 = 0: the reference replaces log β̃_0 by log β̃_1 rather than clamping it (diffusers clamps to 1e-20).
-    posterior_log_variance_clipped = torch.log(torch.cat([posterior_variance[1:2], posterior_variance[1:]]))
+    # A one-step (respaced) chain has no β̃_1; its single step adds no noise, so β_0 only fills the slot.
+    first = posterior_variance[1:2] if len(betas) > 1 else betas[:1]
+    posterior_log_variance_clipped = torch.log(torch.cat([first, posterior_variance[1:]]))
     return DiffusionTables(
         betas=betas,
         alphas=alphas,
@@ -83,7 +85,8 @@ def model_log_variance_table(tables: DiffusionTables, variance_type: str) -> tor
         return tables.posterior_log_variance_clipped
     if variance_type == "fixed_large":
         # β̃_1 at t = 0 gives the better decoder likelihood, as in the reference.
-        return torch.log(torch.cat([tables.posterior_variance[1:2], tables.betas[1:]]))
+        first = tables.posterior_variance[1:2] if len(tables.betas) > 1 else tables.betas[:1]
+        return torch.log(torch.cat([first, tables.betas[1:]]))
     raise ValueError(f"variance_type must be one of {VARIANCE_TYPES}, got {variance_type!r}")
 
 

@@ -157,3 +157,13 @@ def test_bad_timesteps_raise():
         sched.step(x, 5, x)
     with pytest.raises(ValueError, match="1000"):
         DDPMPaperScheduler().step(x, 1000, x)
+
+
+@pytest.mark.parametrize("variance_type", ["fixed_small", "fixed_large"])
+def test_single_step_schedule_returns_the_clipped_prediction(variance_type):
+    sched = DDPMPaperScheduler(variance_type=variance_type)
+    sched.set_timesteps(1)
+    assert sched.timesteps.tolist() == [0]
+    x, eps = torch.randn(1, 3, 4, 4), torch.randn(1, 3, 4, 4)
+    out = sched.step(eps, 0, x, generator=torch.Generator().manual_seed(0))
+    assert torch.allclose(out.prev_sample, out.pred_original_sample)  # one step: x_0 = x̂_0, no noise

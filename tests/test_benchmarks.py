@@ -1,0 +1,23 @@
+"""Smoke tests: each benchmark runs one tiny measurement end to end and prints its comparison (not a timing test)."""
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+BENCHMARKS = Path(__file__).resolve().parents[1] / "benchmarks"
+
+
+@pytest.mark.parametrize("script", ["bench_sampling.py", "bench_training.py"])
+def test_benchmark_runs(script, tmp_path):
+    out = tmp_path / "result.json"
+    args = ["--batch_size", "1", "--steps", "1", "--repeats", "1", "--device", "cpu", "--json", str(out)]
+    result = subprocess.run(
+        [sys.executable, script, *args], cwd=BENCHMARKS, capture_output=True, text=True, timeout=600
+    )
+    assert result.returncode == 0, result.stderr
+    assert "speed-up (ours / diffusers)" in result.stdout
+    data = json.loads(out.read_text())
+    assert len(data["images_per_s"]) == 2 and all(v > 0 for v in data["images_per_s"].values())
