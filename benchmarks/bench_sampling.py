@@ -10,10 +10,9 @@ Each side runs `--steps` denoising steps per repeat; images/s is for the paper's
 from __future__ import annotations
 
 import argparse
-import json
 
 import torch
-from common import compare, describe_device, twin_unets
+from common import compare, report, twin_unets
 from diffusers import DDPMPipeline, DDPMScheduler
 
 from ddpm_hf import DDPMPaperPipeline, DDPMPaperScheduler
@@ -51,26 +50,8 @@ def main() -> None:
         device,
         args.repeats,
     )
-    print(
-        f"device: {describe_device(device)}; torch {torch.__version__}; network {args.model}, batch {args.batch_size}"
-    )
-    rates = {}
-    for name, r in results.items():
-        per_step = r["seconds"] / args.steps
-        rates[name] = args.batch_size / (per_step * 1000)
-        print(
-            f"{name:32s} {per_step * 1e3:9.1f} ms/step  {rates[name]:9.4f} images/s (1000 steps)  "
-            f"peak {r['peak_bytes'] / 2**20:8.0f} MiB"
-        )
-    peer_rate, ours_rate = rates.values()
-    print(f"speed-up (ours / diffusers): {ours_rate / peer_rate:.2f}×")
-    if args.json:
-        with open(args.json, "w") as f:
-            json.dump(
-                {"args": vars(args), "device": describe_device(device), "results": results, "images_per_s": rates},
-                f,
-                indent=2,
-            )
+    # Each call runs --steps denoising steps; images/s is that of the 1000-step sampler.
+    report(args, device, results, args.batch_size * args.steps / 1000, "denoising step")
 
 
 if __name__ == "__main__":

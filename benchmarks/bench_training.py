@@ -11,12 +11,11 @@ Ours: the pieces `ddpm_hf.training` runs — Accelerate with `--mixed_precision`
 from __future__ import annotations
 
 import argparse
-import json
 
 import torch
 import torch.nn.functional as F
 from accelerate import Accelerator
-from common import compare, describe_device, twin_unets
+from common import compare, report, twin_unets
 from diffusers import DDPMScheduler
 
 from ddpm_hf import DDPMPaperScheduler
@@ -72,25 +71,7 @@ def main() -> None:
     results = compare(
         {"diffusers-style step (fp32)": peer_step, f"ddpm_hf ({args.mixed_precision})": ours_step}, device, args.repeats
     )
-    print(
-        f"device: {describe_device(device)}; torch {torch.__version__}; network {args.model}, batch {args.batch_size}"
-    )
-    rates = {}
-    for name, r in results.items():
-        rates[name] = args.batch_size * args.steps / r["seconds"]
-        print(
-            f"{name:30s} {r['seconds'] / args.steps * 1e3:9.1f} ms/step  {rates[name]:9.1f} images/s  "
-            f"peak {r['peak_bytes'] / 2**20:8.0f} MiB"
-        )
-    peer_rate, ours_rate = rates.values()
-    print(f"speed-up (ours / diffusers): {ours_rate / peer_rate:.2f}×")
-    if args.json:
-        with open(args.json, "w") as f:
-            json.dump(
-                {"args": vars(args), "device": describe_device(device), "results": results, "images_per_s": rates},
-                f,
-                indent=2,
-            )
+    report(args, device, results, args.batch_size * args.steps, "step")
 
 
 if __name__ == "__main__":

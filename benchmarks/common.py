@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import platform
 import statistics
 import threading
@@ -93,3 +94,23 @@ def compare(
                 times[name].append(timed(fn, device))
             peaks[name] = max(peaks[name], mem.peak)
     return {name: {"seconds": statistics.median(times[name]), "peak_bytes": peaks[name]} for name in sides}
+
+
+def report(args, device: torch.device, results: dict[str, dict[str, float]], images_per_call: float, unit: str) -> None:
+    """Print each side's time per `unit`, images/s and peak memory, then the ratio; write them to --json too."""
+    print(
+        f"device: {describe_device(device)}; torch {torch.__version__}; network {args.model}, batch {args.batch_size}"
+    )
+    rates = {}
+    for name, r in results.items():
+        rates[name] = images_per_call / r["seconds"]
+        print(
+            f"{name:32s} {r['seconds'] / args.steps * 1e3:9.1f} ms/{unit}  {rates[name]:10.4f} images/s  "
+            f"peak {r['peak_bytes'] / 2**20:8.0f} MiB"
+        )
+    peer_rate, ours_rate = rates.values()
+    print(f"speed-up (ours / diffusers): {ours_rate / peer_rate:.2f}×")
+    if args.json:
+        summary = {"args": vars(args), "device": describe_device(device), "results": results, "images_per_s": rates}
+        with open(args.json, "w") as f:
+            json.dump(summary, f, indent=2)
