@@ -190,7 +190,8 @@ def test_checkpoints_are_pruned(tmp_path):
     assert [p.name for p in list_checkpoints(out / "checkpoints")] == ["checkpoint-3", "checkpoint-4"]
 
 
-def test_non_finite_loss_stops_and_keeps_the_last_good_checkpoint(tmp_path, monkeypatch):
+@pytest.mark.parametrize("logging_steps", [1, 100])  # 100: found only when checkpoint-4 is due, and not written
+def test_non_finite_loss_stops_and_keeps_the_last_good_checkpoint(tmp_path, monkeypatch, logging_steps):
     import ddpm_hf.training.losses as losses
 
     calls = {"n": 0}
@@ -204,7 +205,7 @@ def test_non_finite_loss_stops_and_keeps_the_last_good_checkpoint(tmp_path, monk
     monkeypatch.setattr(losses, "training_loss", poisoned)
     out = tmp_path / "run"
     with pytest.raises(TrainingDiverged, match=r"step 3.*checkpoint-2"):
-        train(parse_args(tiny_args(out, max_train_steps=10, checkpointing_steps=2)))
+        train(parse_args(tiny_args(out, max_train_steps=10, checkpointing_steps=2, logging_steps=logging_steps)))
     assert [p.name for p in list_checkpoints(out / "checkpoints")] == ["checkpoint-2"]
     assert not (out / "model_index.json").exists()
 

@@ -115,6 +115,7 @@ def train(cfg: TrainConfig) -> Path:
     )
     bar = tqdm(total=cfg.max_train_steps, initial=step, disable=not accelerator.is_local_main_process, desc="train")
     skipped, start_time, start_step, last_saved = 0, time.perf_counter(), step, None
+    first_bad = torch.full((), -1, dtype=torch.long, device=accelerator.device)
     unet.train()
     while step < cfg.max_train_steps:
         lr = warmup_lr(step, cfg.learning_rate, cfg.lr_warmup_steps)
@@ -140,11 +141,9 @@ def train(cfg: TrainConfig) -> Path:
                     loss = diffusion_loss(unet, scheduler, cfg.loss, x_0, t, noise).sum() / (micro_batch * accum)
                 accelerator.backward(loss)
             step_loss += loss.detach()
-        if not torch.isfinite(step_loss):
-            raise TrainingDiverged(
-                f"non-finite loss ({step_loss.item()}) at step {step}; the last good checkpoint is "
-                f"{last_saved or resolve_checkpoint(checkpoint_dir, 'latest') or 'none (no checkpoint yet)'}"
-            )
+        # The first non-finite step is recorded on the device and read only where it matters (below), so that
+        # the GPU is not synced at every step.
+        first_bad = torch.where((first_bad < 0) & ~torch.isfinite(step_loss), step, first_bad)
         grad_norm = accelerator.clip_grad_norm_(unet.parameters(), cfg.max_grad_norm)
         optimizer.step()
         optimizer.zero_grad(set_to_none=True)
@@ -152,13 +151,24 @@ def train(cfg: TrainConfig) -> Path:
         step += 1
         bar.update(1)
 
-        if step % cfg.logging_steps == 0 or step == cfg.max_train_steps:
+        logging = step % cfg.logging_steps == 0 or step == cfg.max_train_steps
+        saving = step % cfg.checkpointing_steps == 0 or step == cfg.max_train_steps
+        writes = any(n and step % n == 0 for n in (cfg.save_images_steps, cfg.save_pipeline_steps))
+        if logging or saving or writes:
+            bad = int(accelerator.reduce(first_bad, reduction="max"))  # every process checks at the same steps
+            if bad >= 0:
+                raise TrainingDiverged(
+                    f"non-finite loss at step {bad}; nothing was saved after it. The last good checkpoint is "
+                    f"{last_saved or resolve_checkpoint(checkpoint_dir, 'latest') or 'none (no checkpoint yet)'}"
+                )
+
+        if logging:
             loss_value = accelerator.reduce(step_loss, reduction="mean").item()
             rate = (step - start_step) * cfg.train_batch_size / (time.perf_counter() - start_time)
             bar.set_postfix(loss=f"{loss_value:.4f}", lr=f"{lr:.2e}", img_s=f"{rate:.0f}")
             logs = {"loss": loss_value, "lr": lr, "grad_norm": float(grad_norm), "ema_decay": ema.decay}
             accelerator.log(logs, step=step)
-        if step % cfg.checkpointing_steps == 0 or step == cfg.max_train_steps:
+        if saving:
             last_saved = save_checkpoint(accelerator, checkpoint_dir, step, cfg.checkpoints_total_limit)
         periodic_grid = cfg.save_images_steps and step % cfg.save_images_steps == 0 and step < cfg.max_train_steps
         if periodic_grid and accelerator.is_main_process:  # the last step's grid is the final samples.png
