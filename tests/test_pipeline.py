@@ -91,10 +91,11 @@ def test_legacy_google_attention_names_load(tmp_path):
             assert torch.allclose(cls.from_pretrained(tmp_path)(x, t).sample, expected, atol=1e-5)
 
 
-def test_per_image_generators_are_batch_independent():
+@pytest.mark.parametrize("precision", ["fp32", "bf16"])
+def test_per_image_generators_are_batch_independent(precision):
     pipe = tiny_pipeline()
     gens = [torch.Generator().manual_seed(s) for s in (11, 12, 13)]
-    kwargs = {"num_inference_steps": 20, "output_type": "np", "precision": "fp32"}
+    kwargs = {"num_inference_steps": 20, "output_type": "np", "precision": precision}
     batch = pipe(batch_size=3, generator=gens, **kwargs).images
     alone = pipe(batch_size=1, generator=[torch.Generator().manual_seed(12)], **kwargs)
     assert np.abs(batch[1] - alone.images[0]).max() < 1e-5
