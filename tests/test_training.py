@@ -317,3 +317,16 @@ def test_digits_score_tells_digits_from_noise():
     noise = score_digits(np.random.default_rng(0).random((300, 8, 8)), classifier)
     assert real["confident_fraction"] > 0.9 and real["classes_found"] == 10
     assert noise["confident_fraction"] < 0.3
+
+
+CIFAR10 = ROOT.parent / "shared" / "data" / "cifar10"
+
+
+@pytest.mark.skipif(not CIFAR10.is_dir(), reason="../shared/data/cifar10 is only on the developers' machines")
+def test_trains_on_the_shared_cifar10_parquet(tmp_path):
+    unet = {**TINY["unet_config"], "sample_size": 32, "in_channels": 3, "out_channels": 3}
+    args = tiny_args(tmp_path / "run", max_train_steps=1, checkpointing_steps=1, unet_config=unet, resolution=32)
+    cfg = parse_args([*args, "--dataset_name", str(CIFAR10), "--random_flip", "true"])
+    train(cfg)
+    pipe = DDPMPaperPipeline.from_pretrained(tmp_path / "run")
+    assert pipe.unet.config.in_channels == 3 and pipe.unet.config.sample_size == 32
