@@ -120,6 +120,18 @@ class DDPMPaperPipeline(DiffusionPipeline):
         self.unet.to(memory_format=torch.channels_last)  # oneDNN/cuDNN's fast layout; a no-op once done
         return torch.autocast(device_type=self._execution_device.type, dtype=torch.bfloat16)
 
+    def _sample_shape(
+        self, batch_size: int, generator: torch.Generator | list[torch.Generator] | None
+    ) -> tuple[int, ...]:
+        """The shape of x_T for `batch_size` images, after checking the batch size and the per-image generators."""
+        if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
+            raise ValueError(f"batch_size must be a positive integer, got {batch_size!r}")
+        if isinstance(generator, list) and len(generator) != batch_size:
+            raise ValueError(f"got {len(generator)} generators for batch_size={batch_size}; pass one per image")
+        size = self.unet.config.sample_size
+        size = (size, size) if isinstance(size, int) else tuple(size)
+        return (batch_size, self.unet.config.in_channels, *size)
+
     @torch.no_grad()
     def __call__(
         self,
@@ -142,17 +154,11 @@ class DDPMPaperPipeline(DiffusionPipeline):
                 bf16 autocast with channels_last; `"auto"` is bf16 where the hardware computes it natively, else
                 fp32 (see `resolve_precision`). The scheduler's update is float32 in every mode.
         """
-        if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
-            raise ValueError(f"batch_size must be a positive integer, got {batch_size!r}")
-        if isinstance(generator, list) and len(generator) != batch_size:
-            raise ValueError(f"got {len(generator)} generators for batch_size={batch_size}; pass one per image")
+        shape = self._sample_shape(batch_size, generator)
         if output_type not in OUTPUT_TYPES:
             raise ValueError(f"output_type must be one of {OUTPUT_TYPES}, got {output_type!r}")
         precision = self.resolve_precision(precision)
 
-        size = self.unet.config.sample_size
-        size = (size, size) if isinstance(size, int) else tuple(size)
-        shape = (batch_size, self.unet.config.in_channels, *size)
         device = self._execution_device
         image = randn_tensor(shape, generator=generator, device=device, dtype=torch.float32)
 
@@ -217,13 +223,7 @@ class DDPMPaperPipeline(DiffusionPipeline):
         return_xt: bool = False,
     ) -> analysis.Trajectory:
         """Sample with the full chain, keeping x̂_0 (and x_t) every `every` steps (Fig. 6); images on [-1, 1]."""
-        if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
-            raise ValueError(f"batch_size must be a positive integer, got {batch_size!r}")
-        if isinstance(generator, list) and len(generator) != batch_size:
-            raise ValueError(f"got {len(generator)} generators for batch_size={batch_size}; pass one per image")
-        size = self.unet.config.sample_size
-        size = (size, size) if isinstance(size, int) else tuple(size)
-        shape = (batch_size, self.unet.config.in_channels, *size)
+        shape = self._sample_shape(batch_size, generator)
         return analysis.progressive_generation(
             self._eps_model,
             self.scheduler,
