@@ -25,7 +25,7 @@ from .batches import StepBatchSampler, collate_valid, micro_slice, step_randomne
 from .checkpoint import load_checkpoint, resolve_checkpoint, save_checkpoint
 from .config import TrainConfig
 from .ema import EMA
-from .losses import check_loss_available, diffusion_loss, make_optimizer
+from .losses import diffusion_loss, make_optimizer
 
 
 class TrainingDiverged(RuntimeError):
@@ -41,7 +41,6 @@ def train(cfg: TrainConfig) -> Path:
     """Train a DDPM as configured; return the output folder, which ends up holding a `DDPMPaperPipeline`."""
     if cfg.dataset_name is None and cfg.train_data_dir is None:
         raise ValueError("no training data: pass --dataset_name or --train_data_dir")
-    check_loss_available(cfg.loss)
     output_dir = Path(cfg.output_dir)
     accelerator = Accelerator(
         mixed_precision=cfg.mixed_precision,

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import importlib.util
-
 import torch
 
 from ..scheduler import DDPMPaperScheduler
@@ -52,11 +50,3 @@ def make_optimizer(params, lr: float, betas: tuple[float, float], eps: float, de
     if device.type == "cuda":
         return torch.optim.Adam(params, lr=lr, betas=betas, eps=eps, fused=True)
     return torch.optim.Adam(params, lr=lr, betas=betas, eps=eps, foreach=True)
-
-
-def check_loss_available(kind: str) -> None:
-    """Fail before training starts, with a clear message, for an objective this version cannot compute."""
-    if kind not in ("simple", "vlb"):
-        raise ValueError(f"loss must be 'simple' or 'vlb', got {kind!r}")
-    if kind == "vlb" and importlib.util.find_spec("ddpm_hf.likelihood") is None:
-        raise NotImplementedError("--loss vlb needs ddpm_hf.likelihood (the bound's terms), which this version lacks")
