@@ -5,7 +5,8 @@
 
 Peer: UNet2DModel, DDPMScheduler.add_noise, AdamW (weight decay 1e-6, as train_unconditional), clip 1.0, fp32.
 Ours: the pieces `ddpm_hf.training` runs — Accelerate with `--mixed_precision`, channels_last, fused/foreach Adam,
-`diffusion_loss` (q_sample in float32), clip 1.0 and the foreach EMA update.
+`diffusion_loss` (q_sample in float32), clip 1.0 and the foreach EMA update; `--dynamo_backend inductor` adds
+torch.compile as `accelerate launch --dynamo_backend inductor` does (compiled during the warm-up repeat).
 """
 
 from __future__ import annotations
@@ -30,6 +31,7 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=3, help="training steps timed per repeat")
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--mixed_precision", default="bf16", choices=["no", "bf16", "fp16"])
+    parser.add_argument("--dynamo_backend", default="no", help='ours through torch.compile: "inductor" (Accelerate)')
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     parser.add_argument("--json", default=None)
     args = parser.parse_args()
@@ -53,7 +55,9 @@ def main() -> None:
             peer_opt.step()
             peer_opt.zero_grad(set_to_none=True)
 
-    accelerator = Accelerator(mixed_precision=args.mixed_precision, cpu=device.type == "cpu")
+    accelerator = Accelerator(
+        mixed_precision=args.mixed_precision, cpu=device.type == "cpu", dynamo_backend=args.dynamo_backend
+    )
     scheduler = DDPMPaperScheduler()
     ours_unet.to(memory_format=torch.channels_last)
     opt = make_optimizer(ours_unet.parameters(), 2e-4, (0.9, 0.999), 1e-8, device)
@@ -69,7 +73,12 @@ def main() -> None:
             ema.update(ours_unet)
 
     results = compare(
-        {"diffusers-style step (fp32)": peer_step, f"ddpm_hf ({args.mixed_precision})": ours_step}, device, args.repeats
+        {
+            "diffusers-style step (fp32)": peer_step,
+            f"ddpm_hf ({args.mixed_precision}, {args.dynamo_backend})": ours_step,
+        },
+        device,
+        args.repeats,
     )
     report(args, device, results, args.batch_size * args.steps, "step")
 

@@ -97,19 +97,18 @@ def compare(
 
 
 def report(args, device: torch.device, results: dict[str, dict[str, float]], images_per_call: float, unit: str) -> None:
-    """Print each side's time per `unit`, images/s and peak memory, then the ratio; write them to --json too."""
+    """Print each side's time per `unit`, images/s, peak memory and speed-up over the first side (the peer)."""
     print(
         f"device: {describe_device(device)}; torch {torch.__version__}; network {args.model}, batch {args.batch_size}"
     )
-    rates = {}
+    rates = {name: images_per_call / r["seconds"] for name, r in results.items()}
+    peer_rate = next(iter(rates.values()))
     for name, r in results.items():
-        rates[name] = images_per_call / r["seconds"]
         print(
-            f"{name:32s} {r['seconds'] / args.steps * 1e3:9.1f} ms/{unit}  {rates[name]:10.4f} images/s  "
-            f"peak {r['peak_bytes'] / 2**20:8.0f} MiB"
+            f"{name:36s} {r['seconds'] / args.steps * 1e3:9.1f} ms/{unit}  {rates[name]:10.4f} images/s  "
+            f"peak {r['peak_bytes'] / 2**20:8.0f} MiB  {rates[name] / peer_rate:5.2f}×"
         )
-    peer_rate, ours_rate = rates.values()
-    print(f"speed-up (ours / diffusers): {ours_rate / peer_rate:.2f}×")
+    print(f"speed-up (ours / diffusers): {rates[name] / peer_rate:.2f}×  (last row over the first)")
     if args.json:
         summary = {"args": vars(args), "device": describe_device(device), "results": results, "images_per_s": rates}
         with open(args.json, "w") as f:

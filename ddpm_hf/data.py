@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import io
 import os
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import datasets
 import numpy as np
 import torch
 from PIL import Image
+
+if TYPE_CHECKING:  # imported where used: `import ddpm_hf` (and sampling) needs no `datasets`
+    import datasets
 
 DIGITS = "sklearn-digits"  # scikit-learn's bundled 8×8 digits: data that needs no download
 IMAGE_COLUMNS = ("image", "img")
@@ -21,6 +23,7 @@ class BadImageError(ValueError):
 
 def digits_dataset() -> datasets.Dataset:
     """scikit-learn's 1,797 8×8 digits (values 0..16) as 8-bit grayscale PNGs with their labels."""
+    import datasets
     from sklearn.datasets import load_digits
 
     digits = load_digits()
@@ -44,6 +47,8 @@ def load_image_dataset(
     Returns the dataset with its image column left undecoded (decoding happens per item in `decode_image`, so a
     corrupt file is reported by name) and the name of that column.
     """
+    import datasets
+
     if (dataset_name is None) == (train_data_dir is None):
         raise ValueError("pass exactly one of dataset_name and train_data_dir")
     if dataset_name == DIGITS:

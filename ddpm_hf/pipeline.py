@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+from collections.abc import Callable
 from typing import Any
 
 import torch
@@ -15,19 +16,11 @@ from huggingface_hub import CommitInfo, ModelCard
 from . import analysis, likelihood
 from .card import render_model_card
 from .data import images_to_model
+from .fastpath import GraphedFunction, native_bf16, sampling_memory_format
 from .hub import download_pipeline, upload_pipeline
 from .scheduler import DDPMPaperScheduler
 
 PRECISIONS = ("auto", "fp32", "bf16")
-
-
-def native_bf16(device: torch.device) -> bool:
-    """Whether `device` runs bf16 convolutions natively (and so faster than fp32), not by emulation."""
-    if device.type == "cuda":
-        return torch.cuda.is_bf16_supported(including_emulation=False)
-    if device.type == "cpu":
-        return bool(torch.backends.mkldnn.is_available() and torch.ops.mkldnn._is_mkldnn_bf16_supported())
-    return False
 
 
 OUTPUT_TYPES = ("pil", "np", "pt")
@@ -110,15 +103,21 @@ class DDPMPaperPipeline(DiffusionPipeline):
             return precision
         return "bf16" if native_bf16(self._execution_device) and self.unet.dtype == torch.float32 else "fp32"
 
-    def _network_mode(self, precision: str) -> contextlib.AbstractContextManager:
-        """The network's numeric mode: bf16 autocast with channels_last weights, or untouched fp32.
+    def _network_mode(self, precision: str, graphed: bool = False) -> contextlib.AbstractContextManager:
+        """The network's numeric mode: bf16 autocast in the device's fast memory format, or untouched fp32.
 
         Only the network changes; the scheduler's update and the bound's arithmetic stay float32 or wider.
+        `graphed`: for a network recorded in a CUDA graph, where autocast must not cache its weight casts.
         """
         if precision != "bf16":
             return contextlib.nullcontext()
-        self.unet.to(memory_format=torch.channels_last)  # oneDNN/cuDNN's fast layout; a no-op once done
-        return torch.autocast(device_type=self._execution_device.type, dtype=torch.bfloat16)
+        self.unet.to(memory_format=sampling_memory_format(self._execution_device))  # a no-op once done
+        return torch.autocast(device_type=self._execution_device.type, dtype=torch.bfloat16, cache_enabled=not graphed)
+
+    def _eps_model(self) -> Callable[[torch.Tensor, torch.Tensor], torch.Tensor]:
+        """ε_θ(x_t, t) in float32, x_t cast to the network's dtype, under whatever `_network_mode` is active."""
+        dtype = self.unet.dtype  # a property that walks every parameter: read it once, not at every step
+        return lambda x_t, t: self.unet(x_t.to(dtype), t).sample.float()
 
     def _sample_shape(
         self, batch_size: int, generator: torch.Generator | list[torch.Generator] | None
@@ -151,25 +150,30 @@ class DDPMPaperPipeline(DiffusionPipeline):
             output_type: `"pil"`, `"np"` (float in [0, 1], NHWC) or `"pt"` (float in [0, 1], NCHW).
             return_dict: return an `ImagePipelineOutput` rather than a tuple.
             precision: `"fp32"` is exact and matches diffusers' `DDPMPipeline`; `"bf16"` runs the network under
-                bf16 autocast with channels_last; `"auto"` is bf16 where the hardware computes it natively, else
-                fp32 (see `resolve_precision`). The scheduler's update is float32 in every mode.
+                bf16 autocast (channels_last on CPUs); `"auto"` is bf16 where the hardware computes it natively, else
+                fp32 (see `resolve_precision`), and on CUDA replays the network from a CUDA graph. The scheduler's
+                update is float32 in every mode.
         """
         shape = self._sample_shape(batch_size, generator)
         if output_type not in OUTPUT_TYPES:
             raise ValueError(f"output_type must be one of {OUTPUT_TYPES}, got {output_type!r}")
-        precision = self.resolve_precision(precision)
-
         device = self._execution_device
+        # "auto" on CUDA also records the network as a CUDA graph (not under accelerate's offload hooks, which move
+        # weights during the forward): same kernels, so the same numbers as eager, without the launch gaps.
+        graphed = precision == "auto" and device.type == "cuda" and not hasattr(self.unet, "_hf_hook")
+        precision = self.resolve_precision(precision)
         image = randn_tensor(shape, generator=generator, device=device, dtype=torch.float32)
 
         self.scheduler.set_timesteps(num_inference_steps)
         # The network gets its timesteps from a copy made once on the device (a CPU scalar would be copied, and the
         # host synced, at every step); the scheduler reads the same values on the host, where they cost nothing.
         network_timesteps = self.scheduler.timesteps.to(device)
-        dtype = self.unet.dtype  # a property that walks every parameter: read it once
-        with self._network_mode(precision):
+        with self._network_mode(precision, graphed):
+            eps_model = self._eps_model()
+            if graphed:
+                eps_model = GraphedFunction(eps_model, image, network_timesteps[0])
             for i, t in enumerate(self.progress_bar(self.scheduler.timesteps)):
-                eps = self.unet(image.to(dtype), network_timesteps[i]).sample.float()
+                eps = eps_model(image, network_timesteps[i])
                 image = self.scheduler.step(eps, t, image, generator=generator).prev_sample
 
         image = (image / 2 + 0.5).clamp(0, 1)
@@ -183,10 +187,6 @@ class DDPMPaperPipeline(DiffusionPipeline):
         return ImagePipelineOutput(images=image)
 
     # --- the paper's analyses (implemented in ddpm_hf.likelihood and ddpm_hf.analysis) --------------------------
-
-    def _eps_model(self, x_t: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
-        """ε_θ(x_t, t) in float32, with x_t cast to the network's dtype (under whatever `_network_mode` is active)."""
-        return self.unet(x_t.to(self.unet.dtype), t).sample.float()
 
     def _images(self, images: Any) -> torch.Tensor:
         size = self.unet.config.sample_size
@@ -211,7 +211,7 @@ class DDPMPaperPipeline(DiffusionPipeline):
         x_0 = self._images(images)
         with self._network_mode(self.resolve_precision(precision)):
             return likelihood.bits_per_dim(
-                self._eps_model, self.scheduler, x_0, generator, clip_denoised, batch_size, self.progress_bar
+                self._eps_model(), self.scheduler, x_0, generator, clip_denoised, batch_size, self.progress_bar
             )
 
     @torch.no_grad()
@@ -225,7 +225,7 @@ class DDPMPaperPipeline(DiffusionPipeline):
         """Sample with the full chain, keeping x̂_0 (and x_t) every `every` steps (Fig. 6); images on [-1, 1]."""
         shape = self._sample_shape(batch_size, generator)
         return analysis.progressive_generation(
-            self._eps_model,
+            self._eps_model(),
             self.scheduler,
             shape,
             generator,
@@ -244,7 +244,7 @@ class DDPMPaperPipeline(DiffusionPipeline):
         if x_a.shape[0] != 1 or x_b.shape[0] != 1:
             raise ValueError("interpolate takes one image_a and one image_b")
         return analysis.interpolate(
-            self._eps_model, self.scheduler, x_a[0], x_b[0], t, num, generator, self.progress_bar
+            self._eps_model(), self.scheduler, x_a[0], x_b[0], t, num, generator, self.progress_bar
         )
 
     def rate_distortion(

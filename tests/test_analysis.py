@@ -67,7 +67,7 @@ def test_interpolate_endpoints_and_shared_noise(pipe):
     g = torch.Generator().manual_seed(0)
     sources = images_to_model([a, b], 8, 3)
     x_t = pipe.scheduler.q_sample(sources, torch.full((2,), 10), torch.randn(sources.shape, generator=g))
-    alone = p_sample_loop(pipe._eps_model, pipe.scheduler, x_t[:1], 10, g, shared_noise=True, progress=False)
+    alone = p_sample_loop(pipe._eps_model(), pipe.scheduler, x_t[:1], 10, g, shared_noise=True, progress=False)
     assert torch.allclose(alone.images[0], out.images[0], atol=1e-5)
 
 

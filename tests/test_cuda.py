@@ -1,0 +1,68 @@
+"""What only a CUDA GPU can check (skipped elsewhere; benchmarks/gpu_check.sh runs it): the CUDA-graph sampler
+of precision="auto", fp32 parity with diffusers on the GPU, and the training loop's GPU fast path."""
+
+import json
+
+import pytest
+import torch
+from diffusers import DDPMPipeline, DDPMScheduler, UNet2DModel
+
+from ddpm_hf import DDPMPaperPipeline, DDPMUNet2DModel
+from ddpm_hf.fastpath import GraphedFunction
+from tiny import TINY_UNET, tiny_pipeline
+
+pytestmark = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
+CUDA = torch.device("cuda")
+
+
+def generators(n: int, seed: int = 0) -> list[torch.Generator]:
+    return [torch.Generator(CUDA).manual_seed(seed + i) for i in range(n)]
+
+
+def test_graph_replays_compute_what_the_function_computes():
+    torch.backends.cudnn.allow_tf32 = False  # exact fp32 kernels on both sides
+    try:
+        unet = DDPMUNet2DModel.from_paper_config("cifar10").to(CUDA).eval()
+        x, t = torch.randn(4, 3, 32, 32, device=CUDA), torch.tensor(500, device=CUDA)
+        with torch.no_grad():
+            graphed = GraphedFunction(lambda x, t: unet(x, t).sample, x, t)
+            for step in (999, 3):  # new inputs are copied in at every call
+                x_new, t_new = torch.randn_like(x), torch.tensor(step, device=CUDA)
+                eager = unet(x_new, t_new).sample
+                torch.testing.assert_close(graphed(x_new, t_new), eager, rtol=1e-5, atol=1e-5)
+    finally:
+        torch.backends.cudnn.allow_tf32 = True
+
+
+def test_auto_sampling_from_a_graph_matches_eager_bf16():
+    pipe = tiny_pipeline().to(CUDA)
+    for batch in (3, 5):  # a new shape records a new graph
+        kwargs = {"batch_size": batch, "num_inference_steps": 20, "output_type": "pt"}
+        graphed = pipe(generator=generators(batch), precision="auto", **kwargs).images
+        eager = pipe(generator=generators(batch), precision="bf16", **kwargs).images
+        assert graphed.shape == (batch, 3, 8, 8)
+        assert (graphed - eager).abs().max().item() < 2e-3
+
+
+def test_fp32_on_the_gpu_matches_diffusers():
+    pipe = tiny_pipeline().to(CUDA)
+    vanilla = UNet2DModel.from_config(pipe.unet.config)
+    vanilla.load_state_dict(pipe.unet.state_dict())
+    peer = DDPMPipeline(unet=vanilla.to(CUDA).eval(), scheduler=DDPMScheduler(variance_type="fixed_large"))
+    peer.set_progress_bar_config(disable=True)
+    ours = pipe(batch_size=4, generator=torch.Generator(CUDA).manual_seed(0), precision="fp32", output_type="np")
+    theirs = peer(batch_size=4, generator=torch.Generator(CUDA).manual_seed(0), output_type="np")
+    assert abs(ours.images - theirs.images).max() < 1e-3
+
+
+def test_training_runs_on_the_gpu_in_bf16(tmp_path):
+    from ddpm_hf.training import parse_args, train
+
+    unet_config = {k: v for k, v in TINY_UNET.items() if k != "dropout"} | {"in_channels": 1, "out_channels": 1}
+    args = ["--preset", "digits", "--output_dir", str(tmp_path), "--max_train_steps", "6", "--mixed_precision", "bf16"]
+    args += ["--unet_config", json.dumps(unet_config), "--train_batch_size", "16"]
+    args += ["--num_grid_images", "4", "--num_inference_steps", "5", "--save_images_steps", "0", "--logging_steps", "2"]
+    train(parse_args(args))
+    pipe = DDPMPaperPipeline.from_pretrained(tmp_path).to(CUDA)
+    images = pipe(batch_size=2, num_inference_steps=5, output_type="pt").images
+    assert images.is_cuda and torch.isfinite(images).all()
