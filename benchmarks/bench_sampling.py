@@ -5,13 +5,16 @@
 
 Each side runs `--steps` denoising steps per repeat; images/s is for the paper's 1000-step sampler
 (batch / (1000 × seconds per step)). The peer runs with its defaults (fp32); ours once per `--precision` given
-("auto" is the pipeline's default: bf16 autocast where native, plus a CUDA graph on CUDA). Each side is warmed up
-with a 3-step call, so cuDNN's and the graph's set-up stay out of the timings but inside peak memory.
+("auto" is the pipeline's default: bf16 autocast where native, plus a CUDA graph on CUDA). `--compile` puts our
+network through torch.compile first, the diffusers way (`pipe.unet = torch.compile(pipe.unet)`). Each side is
+warmed up with a 3-step call, so compilation, cuDNN's and the graph's set-up stay out of the timings (the warm-up
+time is printed) but inside peak memory.
 """
 
 from __future__ import annotations
 
 import argparse
+import time
 
 import torch
 from common import compare, report, twin_unets
@@ -27,6 +30,7 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=20, help="denoising steps timed per repeat")
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--precision", nargs="+", default=["auto"], choices=["auto", "fp32", "bf16"])
+    parser.add_argument("--compile", action="store_true", help="torch.compile our network (inductor)")
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     parser.add_argument("--json", default=None, help="also write the results here")
     args = parser.parse_args()
@@ -37,6 +41,8 @@ def main() -> None:
     peer = DDPMPipeline(unet=peer_unet.eval(), scheduler=DDPMScheduler(variance_type="fixed_large"))
     for pipe in (ours, peer):
         pipe.set_progress_bar_config(disable=True)
+    if args.compile:
+        ours.unet = torch.compile(ours.unet)
 
     def run(pipe, steps=args.steps, **kwargs):
         gen = torch.Generator(device).manual_seed(0)
@@ -45,9 +51,12 @@ def main() -> None:
         )
 
     sides = {"diffusers DDPMPipeline (fp32)": (peer, {})}
-    sides.update({f"ddpm_hf ({p})": (ours, {"precision": p}) for p in args.precision})
-    for pipe, kwargs in sides.values():
+    compiled = ", compiled" if args.compile else ""
+    sides.update({f"ddpm_hf ({p}{compiled})": (ours, {"precision": p}) for p in args.precision})
+    for name, (pipe, kwargs) in sides.items():
+        start = time.perf_counter()
         run(pipe, steps=3, **kwargs)()
+        print(f"warm-up of {name}: {time.perf_counter() - start:.1f} s")
     results = compare({name: run(pipe, **kwargs) for name, (pipe, kwargs) in sides.items()}, device, args.repeats, 0)
     # Each call runs --steps denoising steps; images/s is that of the 1000-step sampler.
     report(args, device, results, args.batch_size * args.steps / 1000, "denoising step")

@@ -3,7 +3,7 @@
 # failure or overrun leaves the others' results: the CUDA-only tests, training at batch 128 and sampling 256
 # CIFAR-10 images with 1000 steps against diffusers on the same card, precision and layout variants, the fast
 # path's quality on a trained digits model, the training script on real CIFAR-10 images, torch.compile for
-# training, bits/dim.
+# sampling and training, bits/dim.
 #
 #   bash benchmarks/gpu_check.sh OUT_DIR        # DIGITS_MODEL=... CIFAR_DIR=... enable the last sections
 #
@@ -37,15 +37,23 @@ nvidia-smi --query-gpu=name,memory.total,driver_version,clocks.max.sm --format=c
 "$py" -c "import torch, diffusers, accelerate; print('torch', torch.__version__, 'diffusers', diffusers.__version__,
 'accelerate', accelerate.__version__)" | tee -a "$out/gpu.txt"
 
+# Most wanted first: the official rows, then what could close the gap (layouts and their kernel profile, compile).
 section cuda_tests 60 "$py" -m pytest -q -p no:cacheprovider tests/test_cuda.py
-section training 60 "$py" benchmarks/bench_training.py --device "$dev" --batch_size "$train_batch" \
-    --steps "$bench_steps" --repeats 3 --mixed_precision bf16 --json "$out/training.json"
-section sampling_variants 90 "$py" benchmarks/bench_sampling.py --device "$dev" --batch_size "$sample_batch" \
-    --steps "$variant_steps" --repeats 2 --precision fp32 bf16 auto --json "$out/sampling_variants.json"
-section sampling_1000 180 "$py" benchmarks/bench_sampling.py --device "$dev" --batch_size "$sample_batch" \
+section sampling_1000 150 "$py" benchmarks/bench_sampling.py --device "$dev" --batch_size "$sample_batch" \
     --steps "$sample_steps" --repeats 1 --precision auto --json "$out/sampling_1000.json"
+for mp in bf16 no; do
+    section "training_$mp" 60 "$py" benchmarks/bench_training.py --device "$dev" --batch_size "$train_batch" \
+        --steps "$bench_steps" --repeats 3 --mixed_precision "$mp" --json "$out/training_$mp.json"
+done
 section layouts 60 "$py" benchmarks/layouts.py --device "$dev" --batch_size "$sample_batch" \
     --train_batch_size "$train_batch" --calls 5
+section sampling_compiled 120 "$py" benchmarks/bench_sampling.py --device "$dev" --batch_size "$sample_batch" \
+    --steps "$variant_steps" --repeats 2 --precision auto --compile --json "$out/sampling_compiled.json"
+section training_compiled 150 "$py" benchmarks/bench_training.py --device "$dev" --batch_size "$train_batch" \
+    --steps "$bench_steps" --repeats 3 --mixed_precision bf16 --dynamo_backend inductor \
+    --json "$out/training_compiled.json"
+section sampling_variants 90 "$py" benchmarks/bench_sampling.py --device "$dev" --batch_size "$sample_batch" \
+    --steps "$variant_steps" --repeats 2 --precision fp32 bf16 auto --json "$out/sampling_variants.json"
 if [[ -n "${DIGITS_MODEL:-}" ]]; then
     section precision_quality 90 "$py" benchmarks/check_precision.py --model "$DIGITS_MODEL" --num_images 64 \
         --num_samples "$precision_samples"
@@ -58,11 +66,9 @@ if [[ -n "${CIFAR_DIR:-}" ]]; then
         --num_grid_images 64 --num_inference_steps "${GRID_STEPS:-1000}" --report_to tensorboard --output_dir "$run_dir"
     cp -r "$run_dir/logs" "$run_dir/samples.png" "$out/" 2>/dev/null  # checkpoints stay behind: too big to keep
 fi
-section training_compiled 150 "$py" benchmarks/bench_training.py --device "$dev" --batch_size "$train_batch" \
-    --steps "$bench_steps" --repeats 3 --mixed_precision bf16 --dynamo_backend inductor \
-    --json "$out/training_compiled.json"
 if [[ -n "${CIFAR_DIR:-}" && -f "$run_dir/model_index.json" ]]; then
     section nll_cifar10 60 "$py" examples/evaluate_nll.py --model "$run_dir" --device "$dev" \
-        --dataset_name "$CIFAR_DIR" --split test --num_images "$nll_images" --batch_size 2048 --output "$out/nll_cifar10.json"
+        --dataset_name "$CIFAR_DIR" --split test --num_images "$nll_images" --batch_size 2048 \
+        --output "$out/nll_cifar10.json"
 fi
 cat "$out/summary.txt"
