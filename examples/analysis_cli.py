@@ -27,6 +27,19 @@ def add_data_arguments(parser: argparse.ArgumentParser, split: str = "test") -> 
     parser.add_argument("--image_column", default=None, help="default: image or img, whichever exists")
 
 
+def positive_int(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
+    return value
+
+
+def add_bound_arguments(parser: argparse.ArgumentParser) -> None:
+    """The bound's examples (bits/dim, rate–distortion): the first --num_images images, --batch_size pairs a pass."""
+    parser.add_argument("--num_images", type=positive_int, default=1000, help="the first N images of the split")
+    parser.add_argument("--batch_size", type=int, default=256, help="(image, timestep) pairs per forward pass")
+
+
 def load_pipeline(args: argparse.Namespace) -> DDPMPaperPipeline:
     pipe = DDPMPaperPipeline.from_pretrained(args.model, revision=args.revision)
     return pipe.to(args.device)

@@ -14,20 +14,17 @@ import math
 import time
 
 import torch
-from analysis_cli import add_data_arguments, add_model_arguments, load_images, load_pipeline
+from analysis_cli import add_bound_arguments, add_data_arguments, add_model_arguments, load_images, load_pipeline
 
 
 def main(argv: list[str] | None = None) -> dict:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     add_model_arguments(parser)
     add_data_arguments(parser)
-    parser.add_argument("--num_images", type=int, default=1000, help="the first N images of the split")
-    parser.add_argument("--batch_size", type=int, default=256, help="(image, timestep) pairs per forward pass")
+    add_bound_arguments(parser)
     parser.add_argument("--no_clip", action="store_true", help="do not clip x̂_0 (the reference clips)")
     parser.add_argument("--output", default="nll.json")
     args = parser.parse_args(argv)
-    if args.num_images < 1:
-        parser.error("--num_images must be at least 1")
 
     pipe = load_pipeline(args)
     images = load_images(args, pipe, list(range(args.num_images)))
