@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import inspect
 import math
 from typing import Any
@@ -9,6 +10,8 @@ from typing import Any
 import torch
 from diffusers import UNet2DModel
 from torch import nn
+
+from .blocks import install_fast_blocks_
 
 # The paper's networks in diffusers' vocabulary. The CIFAR-10 entry equals google/ddpm-cifar10-32's UNet config
 # (which carries no dropout key) plus the paper's dropout 0.1.
@@ -83,8 +86,14 @@ class DDPMUNet2DModel(UNet2DModel):
     Checkpoints load both ways with vanilla diffusers: `DDPMUNet2DModel.from_pretrained` reads a `UNet2DModel`
     folder (e.g. google/ddpm-cifar10-32) and `UNet2DModel.from_pretrained` reads ours. Build the paper's networks
     with `from_paper_config`, which also applies the reference initialisation; the plain constructor keeps
-    PyTorch's default initialisation, exactly as `UNet2DModel` does.
+    PyTorch's default initialisation, exactly as `UNet2DModel` does. Dropout and attention run through
+    `ddpm_hf.blocks`: the same computation, faster on CPU.
     """
+
+    @functools.wraps(UNet2DModel.__init__)  # keeps the signature diffusers' config machinery reads
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        install_fast_blocks_(self)
 
     @classmethod
     def paper_config(cls, name: str, **overrides: Any) -> dict[str, Any]:
