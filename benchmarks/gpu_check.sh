@@ -47,6 +47,8 @@ for mp in bf16 no; do
 done
 section layouts 60 "$py" benchmarks/layouts.py --device "$dev" --batch_size "$sample_batch" \
     --train_batch_size "$train_batch" --calls 5
+section roofline 30 "$py" benchmarks/roofline.py --device "$dev" --batch_size "$sample_batch" --matmul_size 8192 \
+    --calls 10
 section sampling_compiled 120 "$py" benchmarks/bench_sampling.py --device "$dev" --batch_size "$sample_batch" \
     --steps "$variant_steps" --repeats 2 --precision auto --compile --json "$out/sampling_compiled.json"
 section training_compiled 150 "$py" benchmarks/bench_training.py --device "$dev" --batch_size "$train_batch" \

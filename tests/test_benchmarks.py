@@ -21,3 +21,12 @@ def test_benchmark_runs(script, tmp_path):
     assert "speed-up (ours / diffusers)" in result.stdout
     data = json.loads(out.read_text())
     assert len(data["images_per_s"]) == 2 and all(v > 0 for v in data["images_per_s"].values())
+
+
+def test_roofline_runs():
+    args = ["--batch_size", "1", "--matmul_size", "64", "--calls", "1", "--device", "cpu"]
+    result = subprocess.run(
+        [sys.executable, "roofline.py", *args], cwd=BENCHMARKS, capture_output=True, text=True, timeout=600
+    )
+    assert result.returncode == 0, result.stderr
+    assert "bf16 / fp32: matmul peak" in result.stdout and result.stdout.count("GFLOP/s") == 4
