@@ -94,8 +94,9 @@ class PaperAttnProcessor:
 
 class ResnetBlock(ResnetBlock2D):
     """diffusers' `ResnetBlock2D`, whose plain form (no resampling, timestep added after the first conv) is the
-    paper's residual block, computed without the NCHW copy diffusers makes of the shortcut's input in training: for a
-    channels_last model that copy and its undoing cost two layout transposes per block, forward and backward."""
+    paper's residual block. In training diffusers copies the 1×1 shortcut's input to NCHW, so that its weight's
+    gradient has the strides DDP's buckets expect; here the input goes to the model's own layout instead, which for
+    a channels_last model (ours in training) is no copy rather than two layout transposes per block, each way."""
 
     def forward(self, input_tensor: torch.Tensor, temb: torch.Tensor | None, *args, **kwargs) -> torch.Tensor:
         plain = self.upsample is None and self.downsample is None and self.time_embedding_norm == "default"
@@ -104,8 +105,18 @@ class ResnetBlock(ResnetBlock2D):
         h = self.conv1(self.nonlinearity(self.norm1(input_tensor)))
         h = h + self.time_emb_proj(temb if self.skip_time_act else self.nonlinearity(temb))[:, :, None, None]
         h = self.conv2(self.dropout(self.nonlinearity(self.norm2(h))))
-        shortcut = input_tensor if self.conv_shortcut is None else self.conv_shortcut(input_tensor)
+        shortcut = input_tensor
+        if self.conv_shortcut is not None:
+            if self.training:
+                shortcut = shortcut.contiguous(memory_format=_memory_format(self.conv1.weight))
+            shortcut = self.conv_shortcut(shortcut)
         return (shortcut + h) / self.output_scale_factor
+
+
+def _memory_format(weight: torch.Tensor) -> torch.memory_format:
+    """channels_last if a conv weight with a spatial kernel is stored that way, else NCHW."""
+    channels_last = weight.is_contiguous(memory_format=torch.channels_last) and not weight.is_contiguous()
+    return torch.channels_last if channels_last else torch.contiguous_format
 
 
 def install_fast_blocks_(model: nn.Module) -> nn.Module:

@@ -94,3 +94,20 @@ def test_attention_processor_falls_back_for_what_it_does_not_serve():
     torch.testing.assert_close(PaperAttnProcessor()(attn, tokens), AttnProcessor2_0()(attn, tokens))
     image = torch.randn(2, 32, 4, 4)
     torch.testing.assert_close(PaperAttnProcessor()(attn, image), AttnProcessor2_0()(attn, image), atol=1e-6, rtol=1e-5)
+
+
+@pytest.mark.parametrize("memory_format", [torch.contiguous_format, torch.channels_last])
+def test_training_shortcut_input_takes_the_models_layout(memory_format):
+    """diffusers copies it to NCHW (for DDP's gradient strides); ours keeps the model's layout, so channels_last
+    models skip two transposes per block while NCHW ones still hand DDP NCHW gradients."""
+    unet = tiny_unet().train().to(memory_format=memory_format)
+    seen = []
+    shortcuts = [m.conv_shortcut for m in unet.modules() if isinstance(m, ResnetBlock) and m.conv_shortcut is not None]
+    assert shortcuts
+    for conv in shortcuts:
+        conv.register_forward_pre_hook(lambda _, args: seen.append(args[0].is_contiguous(memory_format=memory_format)))
+    x = torch.randn(2, 3, 8, 8).to(memory_format=torch.channels_last)  # a channels_last batch, whatever the model
+    unet(x, torch.tensor([1, 2])).sample.sum().backward()
+    assert seen and all(seen)
+    for conv in shortcuts:
+        assert conv.weight.grad.stride() == conv.weight.stride()
