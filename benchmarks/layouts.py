@@ -1,7 +1,8 @@
 """Which memory format and precision run the CIFAR-10 U-Net fastest here? Not a peer comparison: the evidence
 behind `ddpm_hf.fastpath.sampling_memory_format`. Times one forward (sampling, eager and CUDA-graphed) and one
-training step (forward, backward, fused Adam) for NCHW / channels_last × fp32 / bf16 autocast, then lists the
-costliest kernels of the bf16 forward in each layout; `--compile` adds torch.compile for the forward.
+training step (forward, backward, fused Adam) for NCHW / channels_last × fp32 / bf16 autocast / bf16 autocast
+with GroupNorm kept in bf16 ("bf16-gn"), then lists the costliest kernels of the bf16 forward in each layout;
+`--compile` adds torch.compile for the forward.
 
     python benchmarks/layouts.py --device cuda --batch_size 256 --train_batch_size 128 --compile
 """
@@ -30,7 +31,28 @@ def median_ms(fn, device: torch.device, calls: int, repeats: int = 3) -> float:
 def autocast(device: torch.device, precision: str, cache: bool = True) -> contextlib.AbstractContextManager:
     if precision == "fp32":
         return contextlib.nullcontext()
+    if precision == "bf16-gn":
+        return _bf16_group_norm(torch.autocast(device.type, dtype=torch.bfloat16, cache_enabled=cache))
     return torch.autocast(device.type, dtype=torch.bfloat16, cache_enabled=cache)
+
+
+@contextlib.contextmanager
+def _bf16_group_norm(mode: contextlib.AbstractContextManager):
+    """An experiment: CUDA autocast runs GroupNorm in fp32 (a cast kernel before, fp32 traffic after, through SiLU);
+    here it runs on the bf16 activations (PyTorch's kernel accumulates in fp32 anyway). CPU autocast already does."""
+    original = torch.nn.GroupNorm.forward
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        with torch.autocast(x.device.type, enabled=False):
+            w, b = self.weight.to(x.dtype), self.bias.to(x.dtype)
+            return torch.nn.functional.group_norm(x, self.num_groups, w, b, self.eps)
+
+    torch.nn.GroupNorm.forward = forward
+    try:
+        with mode:
+            yield
+    finally:
+        torch.nn.GroupNorm.forward = original
 
 
 def measure(unet, fmt, precision: str, args, device: torch.device) -> tuple[float, float, float]:
@@ -78,10 +100,10 @@ def main() -> None:
     unet = DDPMUNet2DModel.from_paper_config("cifar10").to(device)
     t = torch.full((), 500, device=device)
     for name, fmt in FORMATS.items():
-        for precision in ("fp32", "bf16"):
+        for precision in ("fp32", "bf16", "bf16-gn"):
             eager, graphed, step = measure(unet, fmt, precision, args, device)
             print(
-                f"{name:14s} {precision}: forward {eager:8.2f} ms eager, {graphed:8.2f} ms graphed "
+                f"{name:14s} {precision:7s}: forward {eager:8.2f} ms eager, {graphed:8.2f} ms graphed "
                 f"({args.batch_size / graphed:7.2f} img/s at 1000 steps); training step {step:8.2f} ms "
                 f"({args.train_batch_size / step * 1e3:7.0f} img/s)",
                 flush=True,
