@@ -35,7 +35,7 @@ def describe_device(device: torch.device) -> str:
     return f"{name} CPU, {torch.get_num_threads()} threads"
 
 
-def _rss_bytes() -> int:
+def rss_bytes() -> int:
     with open("/proc/self/statm") as f:
         return int(f.read().split()[1]) * 4096
 
@@ -51,14 +51,14 @@ class PeakMemory:
             torch.cuda.synchronize(self.device)
             torch.cuda.reset_peak_memory_stats(self.device)
         else:
-            self._stop, self.peak = threading.Event(), _rss_bytes()
+            self._stop, self.peak = threading.Event(), rss_bytes()
             self._thread = threading.Thread(target=self._sample, daemon=True)
             self._thread.start()
         return self
 
     def _sample(self) -> None:
         while not self._stop.wait(0.002):
-            self.peak = max(self.peak, _rss_bytes())
+            self.peak = max(self.peak, rss_bytes())
 
     def __exit__(self, *exc) -> None:
         if self.device.type == "cuda":

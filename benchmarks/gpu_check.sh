@@ -3,7 +3,7 @@
 # failure or overrun leaves the others' results: the CUDA-only tests, training at batch 128 and sampling 256
 # CIFAR-10 images with 1000 steps against diffusers on the same card, precision and layout variants, the fast
 # path's quality on a trained digits model, the training script on real CIFAR-10 images, torch.compile for
-# sampling and training, bits/dim.
+# sampling and training, gradient checkpointing's memory on the 256×256 network, bits/dim.
 #
 #   bash benchmarks/gpu_check.sh OUT_DIR        # DIGITS_MODEL=... CIFAR_DIR=... enable the last sections
 #
@@ -56,6 +56,7 @@ section training_compiled 150 "$py" benchmarks/bench_training.py --device "$dev"
     --json "$out/training_compiled.json"
 section sampling_variants 90 "$py" benchmarks/bench_sampling.py --device "$dev" --batch_size "$sample_batch" \
     --steps "$variant_steps" --repeats 2 --precision fp32 bf16 auto --json "$out/sampling_variants.json"
+section memory_256 60 "$py" benchmarks/memory.py --device "$dev" --model celebahq256 --batch_size 16
 if [[ -n "${DIGITS_MODEL:-}" ]]; then
     section precision_quality 90 "$py" benchmarks/check_precision.py --model "$DIGITS_MODEL" --num_images 64 \
         --num_samples "$precision_samples"

@@ -30,3 +30,12 @@ def test_roofline_runs():
     )
     assert result.returncode == 0, result.stderr
     assert "bf16 / fp32: matmul peak" in result.stdout and result.stdout.count("GFLOP/s") == 4
+
+
+def test_memory_benchmark_runs():
+    args = ["--model", "cifar10", "--resolution", "8", "--batch_size", "1", "--device", "cpu"]
+    result = subprocess.run(
+        [sys.executable, "memory.py", *args], cwd=BENCHMARKS, capture_output=True, text=True, timeout=600
+    )
+    assert result.returncode == 0, result.stderr
+    assert "ours / diffusers: memory" in result.stdout and result.stdout.count("step peak above the weights") == 2

@@ -43,6 +43,7 @@ class TrainConfig:
     ema_decay: float = 0.9999
     max_train_steps: int = 800_000
     mixed_precision: str = "no"  # "no", "bf16" or "fp16", through Accelerate
+    gradient_checkpointing: bool = False  # recompute each block's activations in the backward: less memory
     seed: int = 0
     # output
     output_dir: str = "runs/ddpm"
@@ -132,6 +133,7 @@ HELP = {
     "loss": "simple (L_simple, Eq. 14) or vlb (the true bound, Table 2)",
     "train_batch_size": "global batch, split over processes and accumulation steps",
     "mixed_precision": "no, bf16 or fp16",
+    "gradient_checkpointing": "recompute each U-Net block's activations in the backward: far less memory, more time",
     "resume_from_checkpoint": "latest or a checkpoint folder",
     "save_images_steps": "sample grid every N steps; 0 turns grids off",
     "num_inference_steps": "sampling steps for the grids",

@@ -80,6 +80,8 @@ def train(cfg: TrainConfig) -> Path:
     # channels_last: faster steps on CPUs (oneDNN), and on an H100 a bf16 step ran at 0.92× the fp32 peer's speed in
     # channels_last but 0.81× in NCHW (docs/benchmarks.md). Sampling picks its own format (sampling_memory_format).
     unet.to(accelerator.device, memory_format=torch.channels_last)
+    if cfg.gradient_checkpointing:  # diffusers' per-block checkpoints; they replay dropout's RNG state exactly
+        unet.enable_gradient_checkpointing()
     betas = (cfg.adam_beta1, cfg.adam_beta2)
     optimizer = make_optimizer(unet.parameters(), cfg.learning_rate, betas, cfg.adam_epsilon, accelerator.device)
     unet, optimizer = accelerator.prepare(unet, optimizer)
