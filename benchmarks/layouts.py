@@ -31,9 +31,8 @@ def median_ms(fn, device: torch.device, calls: int, repeats: int = 3) -> float:
 def autocast(device: torch.device, precision: str, cache: bool = True) -> contextlib.AbstractContextManager:
     if precision == "fp32":
         return contextlib.nullcontext()
-    if precision == "bf16-gn":
-        return _bf16_group_norm(torch.autocast(device.type, dtype=torch.bfloat16, cache_enabled=cache))
-    return torch.autocast(device.type, dtype=torch.bfloat16, cache_enabled=cache)
+    mode = torch.autocast(device.type, dtype=torch.bfloat16, cache_enabled=cache)
+    return _bf16_group_norm(mode) if precision == "bf16-gn" else mode
 
 
 @contextlib.contextmanager

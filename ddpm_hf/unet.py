@@ -86,8 +86,8 @@ class DDPMUNet2DModel(UNet2DModel):
     Checkpoints load both ways with vanilla diffusers: `DDPMUNet2DModel.from_pretrained` reads a `UNet2DModel`
     folder (e.g. google/ddpm-cifar10-32) and `UNet2DModel.from_pretrained` reads ours. Build the paper's networks
     with `from_paper_config`, which also applies the reference initialisation; the plain constructor keeps
-    PyTorch's default initialisation, exactly as `UNet2DModel` does. Dropout and attention run through
-    `ddpm_hf.blocks`: the same computation, faster on CPU.
+    PyTorch's default initialisation, exactly as `UNet2DModel` does. Dropout, attention and the residual
+    blocks run through `ddpm_hf.blocks`: the same computation, faster on CPU.
     """
 
     @functools.wraps(UNet2DModel.__init__)  # keeps the signature diffusers' config machinery reads
