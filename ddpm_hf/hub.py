@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+import json
 import tempfile
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from huggingface_hub import CommitInfo, HfApi, ModelCard, snapshot_download
+from huggingface_hub import CommitInfo, CommitOperationAdd, HfApi, ModelCard, snapshot_download
 
 if TYPE_CHECKING:
     from diffusers import DiffusionPipeline
@@ -20,6 +21,8 @@ PIPELINE_FILE_PATTERNS = [
     "*/*.safetensors.index.json",
     "README.md",
 ]
+# A component's own files, directly inside its folder (`unet/`, `scheduler/`).
+COMPONENT_FILE_SUFFIXES = ("config.json", "scheduler_config.json", ".safetensors", ".safetensors.index.json")
 _SNAPSHOT_KWARGS = ("cache_dir", "force_download", "proxies", "local_files_only", "token", "revision")
 
 
@@ -39,6 +42,27 @@ class HubUploadError(RuntimeError):
     """A push that did not complete; the message says why, and that the local files are intact."""
 
 
+def pipeline_files(folder: str | Path, extra: tuple[str, ...] = ("README.md",)) -> list[str]:
+    """The files of the pipeline saved in `folder`, by name: `model_index.json`, each component's config and
+    safetensors weights (directly inside the component's folder), and those of `extra` that exist.
+
+    A list of names, not patterns: a training output folder also holds raw training weights under `checkpoints/`,
+    which a pattern such as `*/*.safetensors` would match (fnmatch's `*` crosses `/`).
+    """
+    folder = Path(folder)
+    index = folder / "model_index.json"
+    if not index.is_file():
+        raise FileNotFoundError(f"{folder} holds no model_index.json: it is not a saved pipeline")
+    files = ["model_index.json"]
+    for name, value in sorted(json.loads(index.read_text()).items()):
+        if name.startswith("_") or not isinstance(value, list) or value[0] is None:
+            continue  # config keys, and components saved as None
+        component = folder / name
+        own = [p for p in sorted(component.iterdir()) if p.is_file() and p.name.endswith(COMPONENT_FILE_SUFFIXES)]
+        files += [f"{name}/{p.name}" for p in own] if component.is_dir() else []
+    return files + [name for name in extra if (folder / name).is_file()]
+
+
 def upload_folder(
     folder: str | Path,
     repo_id: str,
@@ -48,16 +72,21 @@ def upload_folder(
     commit_message: str | None = None,
     token: str | None = None,
     create_pr: bool = False,
-    allow_patterns: list[str] | None = None,
+    files: list[str] | None = None,
     source: str | None = None,
 ) -> CommitInfo:
     """Commit a pipeline folder to `repo_id` (created if missing) on branch `revision` (created from main if missing).
 
-    Only reads `folder`. `private=True` refuses an existing public repo rather than publish into it. Failures raise
+    Uploads exactly `files` (paths relative to `folder`; default: `pipeline_files(folder)`) and only reads `folder`.
+    `private=True` refuses an existing public repo rather than publish into it. Failures raise
     `HubUploadError` saying what went wrong and that `source` (default: the folder) is intact; the client skips
     already-uploaded files when the push is repeated.
     """
     api, source = HfApi(token=token), source or str(folder)
+    operations = [
+        CommitOperationAdd(path_in_repo=name, path_or_fileobj=str(Path(folder) / name))
+        for name in (files if files is not None else pipeline_files(folder))
+    ]
     try:
         api.create_repo(repo_id, private=private, exist_ok=True)
         if private and not api.repo_info(repo_id).private:
@@ -67,13 +96,12 @@ def upload_folder(
             )
         if revision is not None and revision != "main":
             api.create_branch(repo_id, branch=revision, exist_ok=True)
-        return api.upload_folder(
+        return api.create_commit(
             repo_id=repo_id,
-            folder_path=folder,
+            operations=operations,
             revision=revision,
             commit_message=commit_message or "Upload DDPMPaperPipeline",
             create_pr=create_pr,
-            allow_patterns=allow_patterns or PIPELINE_FILE_PATTERNS,
         )
     except HubUploadError:
         raise

@@ -14,24 +14,21 @@ import json
 import shutil
 import sys
 import tempfile
-from fnmatch import fnmatch
 from pathlib import Path
 
 from ddpm_hf import DDPMPaperPipeline
 from ddpm_hf.card import rerender_card
-from ddpm_hf.hub import PIPELINE_FILE_PATTERNS, HubUploadError, upload_folder
-
-UPLOADED = [*PIPELINE_FILE_PATTERNS, "samples.png"]  # and the training run's sample grid, if any
+from ddpm_hf.hub import HubUploadError, pipeline_files, upload_folder
 
 
-def stage(model: Path, staged: Path) -> Path:
-    """Copy the files of `model` that get uploaded (not its card, nor training checkpoints) into `staged`."""
-    for path in sorted(model.rglob("*")):
-        relative = path.relative_to(model).as_posix()
-        if path.is_file() and relative != "README.md" and any(fnmatch(relative, p) for p in UPLOADED):
-            (staged / relative).parent.mkdir(parents=True, exist_ok=True)
-            shutil.copy2(path, staged / relative)
-    return staged
+def stage(model: Path, staged: Path) -> list[str]:
+    """Copy the pipeline's files and the training run's sample grid (never its checkpoints, nor its card) into
+    `staged`; return their names."""
+    files = pipeline_files(model, extra=("samples.png",))
+    for relative in files:
+        (staged / relative).parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy2(model / relative, staged / relative)
+    return files
 
 
 def main() -> None:
@@ -58,7 +55,8 @@ def main() -> None:
     card = rerender_card(model / "README.md", args.repo_id, **card_kwargs)
 
     with tempfile.TemporaryDirectory() as tmp:  # a copy, so that the card never overwrites the folder's own
-        staged = stage(model, Path(tmp) / model.name)
+        staged = Path(tmp) / model.name
+        files = [*stage(model, staged), "README.md"]
         card.save(staged / "README.md")
         try:
             commit = upload_folder(
@@ -68,7 +66,7 @@ def main() -> None:
                 private=args.private or None,
                 commit_message=args.commit_message,
                 token=args.token,
-                allow_patterns=UPLOADED,
+                files=files,
                 source=str(model),
             )
         except HubUploadError as e:

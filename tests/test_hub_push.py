@@ -163,3 +163,31 @@ def test_interrupted_upload_commits_nothing_and_can_be_rerun(hub_server, tmp_pat
     run_push_script(argv, monkeypatch)  # the same command again completes the push
     loaded = DDPMPaperPipeline.from_pretrained("user/ddpm-cut")
     assert torch.equal(loaded.unet.conv_in.weight, tiny_pipeline().unet.conv_in.weight)
+
+
+def test_push_script_uploads_exactly_the_pipeline_from_a_training_folder(hub_server, tmp_path, monkeypatch):
+    """A training output folder holds raw training weights under checkpoints/ (and logs, grids): none leave."""
+    model = tmp_path / "run"
+    tiny_pipeline().save_pretrained(model)
+    (model / "samples.png").write_bytes(b"\x89PNG fake")
+    planted = [
+        "checkpoints/checkpoint-2/model.safetensors",  # the raw (non-EMA) weights: `*/*.safetensors` matched this
+        "checkpoints/checkpoint-2/optimizer.bin",
+        "samples/step-0001000.png",
+        "logs/ddpm/events.out.tfevents.1",
+        "unet/old/diffusion_pytorch_model.safetensors",  # not the component's own file either
+        "train_config.json",
+    ]
+    for relative in planted:
+        (model / relative).parent.mkdir(parents=True, exist_ok=True)
+        (model / relative).write_bytes(b"not for the Hub")
+    run_push_script(["--model", model, "--repo_id", "user/ddpm-run"], monkeypatch)
+    assert set(hub_server.server.files("user/ddpm-run")) == {
+        ".gitattributes",
+        "model_index.json",
+        "unet/config.json",
+        "unet/diffusion_pytorch_model.safetensors",
+        "scheduler/scheduler_config.json",
+        "README.md",
+        "samples.png",
+    }

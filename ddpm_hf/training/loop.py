@@ -17,7 +17,7 @@ from tqdm.auto import tqdm
 from ..card import render_model_card
 from ..data import ImageDataset, load_image_dataset, scale_to_model
 from ..grid import image_grid
-from ..hub import upload_folder
+from ..hub import pipeline_files, upload_folder
 from ..pipeline import DDPMPaperPipeline
 from ..scheduler import DDPMPaperScheduler
 from ..unet import DDPMUNet2DModel
@@ -245,10 +245,9 @@ def save_pipeline(
     return pipe
 
 
-PUSHED_FILES = ["model_index.json", "unet/*", "scheduler/*", "README.md", "samples.png"]  # never checkpoints/
-
-
 def push_pipeline(output_dir: Path, repo_id: str, private: bool = False) -> None:
-    """Upload the final pipeline, its card and sample grid; `HubUploadError` says why a push failed."""
-    info = upload_folder(output_dir, repo_id, private=private, allow_patterns=PUSHED_FILES, commit_message="Train DDPM")
+    """Upload the final pipeline, its card and sample grid (never checkpoints); `HubUploadError` says why a push
+    failed."""
+    files = pipeline_files(output_dir, extra=("README.md", "samples.png"))
+    info = upload_folder(output_dir, repo_id, private=private, files=files, commit_message="Train DDPM")
     print(f"pushed {output_dir} to {repo_id} ({info.commit_url})")
