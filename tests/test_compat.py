@@ -1,0 +1,44 @@
+"""Folders written by an earlier version (tests/data/run_v0_1: a tiny digits run saved by ddpm_hf 0.1.0 at commit
+b791056, after 2 of 4 steps) still load, sample the same images and resume to the same weights."""
+
+import json
+import shutil
+from pathlib import Path
+
+import numpy as np
+import torch
+from safetensors.torch import load_file
+
+from ddpm_hf import DDPMPaperPipeline
+from ddpm_hf.training import parse_args, train
+
+DATA = Path(__file__).parent / "data"
+RUN, EXPECTED = DATA / "run_v0_1", DATA / "run_v0_1_expected"
+
+
+def test_saved_pipeline_loads_and_samples_as_before():
+    pipe = DDPMPaperPipeline.from_pretrained(RUN)
+    pipe.set_progress_bar_config(disable=True)
+    generators = [torch.Generator().manual_seed(i) for i in range(2)]
+    images = pipe(batch_size=2, generator=generators, num_inference_steps=5, output_type="np", precision="fp32").images
+    np.testing.assert_allclose(images, np.load(EXPECTED / "samples_5_steps.npy"), atol=1e-5, rtol=0)
+
+
+def test_saved_checkpoint_resumes_to_the_same_weights(tmp_path):
+    out = tmp_path / "run"
+    shutil.copytree(RUN, out)
+    unet = json.loads((RUN / "train_config.json").read_text())["unet_config"]
+    flags = {"unet_config": json.dumps(unet), "train_batch_size": 8, "dropout": 0.1, "logging_steps": 1}
+    flags |= {"max_train_steps": 4, "checkpointing_steps": 2, "save_images_steps": 0, "num_grid_images": 4}
+    flags |= {"num_inference_steps": 5, "output_dir": out, "resume_from_checkpoint": "latest"}
+    train(parse_args(["--preset", "digits", *(a for k, v in flags.items() for a in (f"--{k}", str(v)))]))
+    expected = load_file(EXPECTED / "checkpoint-4-model.safetensors")
+    resumed = load_file(out / "checkpoints" / "checkpoint-4" / "model.safetensors")
+    assert expected.keys() == resumed.keys()
+    moved = max(
+        (expected[k] - load_file(RUN / "checkpoints" / "checkpoint-2" / "model.safetensors")[k]).abs().max()
+        for k in expected
+    )
+    assert moved > 2e-5  # the two resumed steps (lr still warming up) moved the weights by more than the tolerance
+    for key in expected:
+        torch.testing.assert_close(resumed[key], expected[key], atol=1e-7, rtol=1e-6, msg=key)
