@@ -18,6 +18,7 @@ import torch
 from ddpm_hf import DDPMPaperPipeline
 from ddpm_hf.data import ImageDataset, load_image_dataset
 from ddpm_hf.evaluation import FIDStatistics, frechet_distance
+from ddpm_hf.fastpath import resolve_precision
 
 
 def pixel_statistics(images: np.ndarray) -> FIDStatistics:
@@ -36,7 +37,7 @@ def main() -> None:
 
     pipe = DDPMPaperPipeline.from_pretrained(args.model)
     pipe.set_progress_bar_config(disable=True)
-    fast = pipe.resolve_precision("auto")
+    fast = resolve_precision("auto", pipe.device, pipe.unet.dtype)
     print(f"precision='auto' resolves to {fast} here")
     ds, column = load_image_dataset(args.dataset_name)
     config = pipe.unet.config

@@ -1,5 +1,5 @@
 """Which memory format and precision run the CIFAR-10 U-Net fastest here? Not a peer comparison: the evidence
-behind `ddpm_hf.fastpath.sampling_memory_format`. Times one forward (sampling, eager and CUDA-graphed) and one
+behind `ddpm_hf.fastpath.memory_format`. Times one forward (sampling, eager and CUDA-graphed) and one
 training step (forward, backward, fused Adam) for NCHW / channels_last × fp32 / bf16 autocast / bf16 autocast
 with GroupNorm kept in bf16 ("bf16-gn"), then lists the costliest kernels of the bf16 forward in each layout;
 `--compile` adds torch.compile for the forward.

@@ -15,7 +15,7 @@ import torch
 from common import describe_device, timed
 
 from ddpm_hf import DDPMUNet2DModel
-from ddpm_hf.fastpath import sampling_memory_format
+from ddpm_hf.fastpath import memory_format
 
 GFLOP_PER_IMAGE = 12.1  # one forward of the CIFAR-10 network (multiply-adds × 2)
 
@@ -28,7 +28,7 @@ def matmul_tflops(n: int, dtype: torch.dtype, device: torch.device, calls: int) 
 
 
 def forward_tflops(unet, precision: str, batch: int, device: torch.device, calls: int) -> float:
-    fmt = sampling_memory_format(device)  # the layout the pipeline samples in
+    fmt = memory_format(device)  # the layout the pipeline samples in
     unet.to(memory_format=fmt)
     x = torch.randn(batch, 3, 32, 32, device=device).contiguous(memory_format=fmt)
     t = torch.full((batch,), 500, device=device)

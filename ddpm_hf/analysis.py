@@ -6,6 +6,7 @@ Images are tensors on the model's [-1, 1] scale; `to_pil` turns them into pictur
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass
 
 import numpy as np
@@ -14,7 +15,11 @@ from diffusers.utils import numpy_to_pil
 from diffusers.utils.torch_utils import randn_tensor
 from PIL import Image
 
-from .likelihood import BitsPerDim, EpsModel, Progress, track
+from .checks import check_int
+from .fastpath import EpsModel
+from .likelihood import BitsPerDim
+from .progress import Progress
+from .sampling import ReverseStep, p_sample_loop, p_sample_loop_progressive
 from .scheduler import DDPMPaperScheduler
 
 PIXEL_SCALE = 127.5  # [-1, 1] to 0..255
@@ -48,45 +53,18 @@ class RateDistortion:
     distortion: np.ndarray  # [T]: RMSE of x̂_0(x_t) against x_0 on the 0..255 scale, over all images' pixels
 
 
-def model_timesteps(t: int, x: torch.Tensor) -> torch.Tensor:
-    """t as the long [B] tensor on x's device that an `EpsModel` is called with."""
-    return torch.full((x.shape[0],), t, dtype=torch.long, device=x.device)
-
-
-def p_sample_loop(
-    eps_model: EpsModel,
-    scheduler: DDPMPaperScheduler,
-    x_t: torch.Tensor,
-    t: int,
-    generator: torch.Generator | list[torch.Generator] | None = None,
-    shared_noise: bool = False,
-    every: int | None = None,
-    return_xt: bool = False,
-    progress: Progress = True,
-) -> Trajectory:
-    """Algorithm 2 from step t down to 0, recording x̂_0 (and x_t) at each t divisible by `every`.
-
-    The same z is added to every image at each step when `shared_noise` (to compare images that differ only in
-    their start). Uses the full T-step chain and the scheduler's `clip_sample`, in float32 or wider.
-    """
+def record_trajectory(steps: Iterable[ReverseStep], every: int, return_xt: bool = False) -> Trajectory:
+    """Run the reverse process `steps`, keeping x̂_0 (and x_t) at every t divisible by `every`."""
     recorded: list[int] = []
     preds: list[torch.Tensor] = []
     inputs: list[torch.Tensor] = []
-    x = x_t
-    noise_shape = (1, *x.shape[1:]) if shared_noise else tuple(x.shape)
-    for step in track(range(t, -1, -1), progress):
-        eps = eps_model(x, model_timesteps(step, x))
-        out = scheduler.p_mean_variance(eps, x, step, clip_denoised=scheduler.config.clip_sample)
-        if every is not None and step % every == 0:
-            recorded.append(step)
-            preds.append(out["pred_xstart"])
+    for step in steps:
+        if step.timestep % every == 0:
+            recorded.append(step.timestep)
+            preds.append(step.pred_xstart)
             if return_xt:
-                inputs.append(x)
-        x = out["mean"]
-        if step > 0:
-            x = x + torch.exp(0.5 * out["log_variance"]) * randn_tensor(
-                noise_shape, generator=generator, device=x.device, dtype=x.dtype
-            )
+                inputs.append(step.x_t)
+        x = step.prev_sample
     stack = (lambda xs: torch.stack(xs, dim=1)) if recorded else (lambda xs: x.new_zeros(x.shape[0], 0, *x.shape[1:]))
     return Trajectory(images=x, timesteps=recorded, pred_xstart=stack(preds), x_t=stack(inputs) if return_xt else None)
 
@@ -101,15 +79,17 @@ def progressive_generation(
     device: torch.device | str = "cpu",
     progress: Progress = True,
 ) -> Trajectory:
-    """Sample from x_T ~ N(0, I) (Algorithm 2), keeping x̂_0 at every t divisible by `every` (Fig. 6).
+    """Sample from x_T ~ N(0, I) with the full chain (Algorithm 2), keeping x̂_0 at every t divisible by `every`
+    (Fig. 6); sets the scheduler's timesteps to all T.
 
     As the reference's `p_sample_loop_progressive`: with T = 1000 and every = 100 the columns are t = 900, …, 0.
     """
     num_timesteps = scheduler.config.num_train_timesteps
-    if isinstance(every, bool) or not isinstance(every, int) or not 1 <= every <= num_timesteps:
-        raise ValueError(f"every must be an integer in [1, {num_timesteps}], got {every!r}")
+    every = check_int("every", every, 1, num_timesteps)
+    scheduler.set_timesteps(num_timesteps)
     x_last = randn_tensor(shape, generator=generator, device=torch.device(device), dtype=torch.float32)
-    return p_sample_loop(eps_model, scheduler, x_last, num_timesteps - 1, generator, False, every, return_xt, progress)
+    steps = p_sample_loop_progressive(eps_model, scheduler, x_last, generator, progress=progress)
+    return record_trajectory(steps, every, return_xt)
 
 
 def interpolate(
@@ -127,13 +107,11 @@ def interpolate(
     x_t and x'_t are independent draws of q(x_t | x_0) and q(x_t | x'_0), the same for every λ; the reverse
     process then adds the same noise to every interpolant, so the row varies only through λ ("We fixed the noise
     for different values of λ so x_t and x'_t remain the same"). `t` is the code's 0-based timestep (the paper's
-    Fig. 8 uses 500 steps of diffusion, x_500: t = 499 here).
+    Fig. 8 uses 500 steps of diffusion, x_500: t = 499 here). Sets the scheduler's timesteps to all T.
     """
     num_timesteps = scheduler.config.num_train_timesteps
-    if isinstance(t, bool) or not isinstance(t, int) or not 0 <= t < num_timesteps:
-        raise ValueError(f"t must be an integer in [0, {num_timesteps - 1}], got {t!r}")
-    if isinstance(num, bool) or not isinstance(num, int) or num < 2:
-        raise ValueError(f"num must be an integer ≥ 2 (it includes both ends), got {num!r}")
+    t = check_int("t", t, 0, num_timesteps - 1)
+    num = check_int("num", num, 2)  # both ends included
     if x_a.ndim != 3 or x_a.shape != x_b.shape:
         raise ValueError(
             f"x_a and x_b must be images [C, H, W] of one shape, got {tuple(x_a.shape)}, {tuple(x_b.shape)}"
@@ -142,10 +120,13 @@ def interpolate(
         raise ValueError("interpolate takes a single torch.Generator, not a list")
     sources = torch.stack([x_a, x_b]).float()
     noise = randn_tensor(tuple(sources.shape), generator=generator, device=sources.device, dtype=sources.dtype)
-    x_t, x_t_prime = scheduler.q_sample(sources, model_timesteps(t, sources), noise)
+    x_t, x_t_prime = scheduler.q_sample(sources, torch.full((2,), t, device=sources.device), noise)
     lambdas = torch.linspace(0.0, 1.0, num, device=sources.device).view(-1, *([1] * x_t.ndim))
     mixed = (1.0 - lambdas) * x_t + lambdas * x_t_prime
-    images = p_sample_loop(eps_model, scheduler, mixed, t, generator, shared_noise=True, progress=progress).images
+    scheduler.set_timesteps(num_timesteps)
+    images = p_sample_loop(
+        eps_model, scheduler, mixed, generator, from_timestep=t, shared_noise=True, progress=progress
+    )
     return Interpolation(lambdas=lambdas.flatten().cpu(), images=images)
 
 

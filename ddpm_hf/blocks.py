@@ -14,6 +14,8 @@ from diffusers.models.attention_processor import Attention, AttnProcessor2_0
 from diffusers.models.resnet import ResnetBlock2D
 from torch import nn
 
+from .fastpath import weight_memory_format
+
 
 def dropout(x: torch.Tensor, p: float, training: bool) -> torch.Tensor:
     """Inverted dropout (Srivastava et al. 2014, the paper's Appendix B regulariser): zero with probability p, scale
@@ -109,15 +111,9 @@ class ResnetBlock(ResnetBlock2D):
         shortcut = input_tensor
         if self.conv_shortcut is not None:
             if self.training:
-                shortcut = shortcut.contiguous(memory_format=_memory_format(self.conv1.weight))
+                shortcut = shortcut.contiguous(memory_format=weight_memory_format(self.conv1.weight))
             shortcut = self.conv_shortcut(shortcut)
         return (shortcut + h) / self.output_scale_factor
-
-
-def _memory_format(weight: torch.Tensor) -> torch.memory_format:
-    """channels_last if a conv weight with a spatial kernel is stored that way, else NCHW."""
-    channels_last = weight.is_contiguous(memory_format=torch.channels_last) and not weight.is_contiguous()
-    return torch.channels_last if channels_last else torch.contiguous_format
 
 
 def install_fast_blocks_(model: nn.Module) -> nn.Module:

@@ -8,11 +8,14 @@ Equation numbers refer to the paper (arXiv:2006.11239).
 from __future__ import annotations
 
 from dataclasses import dataclass, fields
+from typing import Literal, NamedTuple
 
 import numpy as np
 import torch
 
-VARIANCE_TYPES = ("fixed_small", "fixed_large")
+from .checks import check_choice
+
+VarianceType = Literal["fixed_small", "fixed_large"]
 
 
 @dataclass(frozen=True)
@@ -79,15 +82,13 @@ def make_tables(betas: np.ndarray | torch.Tensor) -> DiffusionTables:
     )
 
 
-def model_log_variance_table(tables: DiffusionTables, variance_type: str) -> torch.Tensor:
+def model_log_variance_table(tables: DiffusionTables, variance_type: VarianceType) -> torch.Tensor:
     """log σ_t² of the reverse process (Sec. 3.2): β̃_t for fixed_small; β_t, with β̃_1 at t = 0, for fixed_large."""
-    if variance_type == "fixed_small":
+    if check_choice("variance_type", variance_type, VarianceType) == "fixed_small":
         return tables.posterior_log_variance_clipped
-    if variance_type == "fixed_large":
-        # β̃_1 at t = 0 gives the better decoder likelihood, as in the reference.
-        first = tables.posterior_variance[1:2] if len(tables.betas) > 1 else tables.betas[:1]
-        return torch.log(torch.cat([first, tables.betas[1:]]))
-    raise ValueError(f"variance_type must be one of {VARIANCE_TYPES}, got {variance_type!r}")
+    # β̃_1 at t = 0 gives the better decoder likelihood, as in the reference.
+    first = tables.posterior_variance[1:2] if len(tables.betas) > 1 else tables.betas[:1]
+    return torch.log(torch.cat([first, tables.betas[1:]]))
 
 
 def respaced_betas(alphas_cumprod: torch.Tensor, timesteps: torch.Tensor) -> torch.Tensor:
@@ -142,6 +143,15 @@ def predict_start_from_noise(
     ) * eps.to(dtype)
 
 
+class PMeanVariance(NamedTuple):
+    """p_θ(x_{t-1} | x_t) = N(mean, variance), and the x̂_0 its mean was computed from."""
+
+    mean: torch.Tensor
+    variance: torch.Tensor
+    log_variance: torch.Tensor
+    pred_xstart: torch.Tensor
+
+
 def p_mean_variance(
     tables: DiffusionTables,
     model_log_variance: torch.Tensor,
@@ -149,11 +159,18 @@ def p_mean_variance(
     x_t: torch.Tensor,
     t: torch.Tensor,
     clip_denoised: bool = True,
-) -> dict[str, torch.Tensor]:
+) -> PMeanVariance:
     """Mean and variance of p_θ(x_{t-1} | x_t) for an ε-prediction: μ_θ = μ̃_t(x̂_0, x_t) (Eqs. 7, 11), σ_t² fixed."""
     pred_xstart = predict_start_from_noise(tables, x_t, t, eps)
     if clip_denoised:
         pred_xstart = pred_xstart.clamp(-1.0, 1.0)
     mean, _, _ = q_posterior_mean_variance(tables, pred_xstart, x_t, t)
     log_variance = extract(model_log_variance, t, x_t)
-    return {"mean": mean, "variance": torch.exp(log_variance), "log_variance": log_variance, "pred_xstart": pred_xstart}
+    return PMeanVariance(mean, torch.exp(log_variance), log_variance, pred_xstart)
+
+
+def p_sample(out: PMeanVariance, noise: torch.Tensor | None) -> torch.Tensor:
+    """x_{t-1} = μ_θ(x_t, t) + σ_t z (Algorithm 2, line 4); `noise` None on the final step, where z = 0."""
+    if noise is None:
+        return out.mean
+    return out.mean + torch.exp(0.5 * out.log_variance) * noise.to(out.mean.dtype)

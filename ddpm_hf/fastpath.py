@@ -1,10 +1,21 @@
-"""The fast path's building blocks: which numerics and memory layout a device runs fastest, and CUDA graphs."""
+"""How the network runs fastest on a device, in one place: numerics (precision), memory layout and CUDA graphs.
+
+`eps_model` is the only way the package calls the network: sampling, the bound and training all get ε_θ from it.
+Why each choice is made is measured in docs/benchmarks.md.
+"""
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import contextlib
+from collections.abc import Callable, Iterator
+from typing import Literal
 
 import torch
+
+from .checks import check_choice
+
+Precision = Literal["auto", "fp32", "bf16"]
+EpsModel = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]  # (x_t [B, C, H, W], t [] or [B]) -> float32 ε̂
 
 
 def native_bf16(device: torch.device) -> bool:
@@ -16,11 +27,25 @@ def native_bf16(device: torch.device) -> bool:
     return False
 
 
-def sampling_memory_format(device: torch.device) -> torch.memory_format:
-    """The network's memory format for sampling: channels_last on CPUs, where oneDNN's convolutions want it; NCHW on
-    CUDA, measured faster there (H100, bf16 autocast, batch 256, CUDA-graphed: 31 ms per forward in NCHW against
-    about 39 ms per step in channels_last; docs/benchmarks.md)."""
-    return torch.channels_last if device.type == "cpu" else torch.contiguous_format
+def resolve_precision(
+    precision: Precision, device: torch.device, dtype: torch.dtype = torch.float32
+) -> Literal["fp32", "bf16"]:
+    """`"auto"` → `"bf16"` where `device` computes bf16 natively and the network is float32, else `"fp32"`."""
+    if check_choice("precision", precision, Precision) != "auto":
+        return precision
+    return "bf16" if native_bf16(device) and dtype == torch.float32 else "fp32"
+
+
+def memory_format(device: torch.device, training: bool = False) -> torch.memory_format:
+    """The network's layout: channels_last for training on every device and for sampling on CPUs (oneDNN's
+    convolutions want it); NCHW for sampling on CUDA, where it measured faster."""
+    return torch.channels_last if training or device.type == "cpu" else torch.contiguous_format
+
+
+def weight_memory_format(weight: torch.Tensor) -> torch.memory_format:
+    """channels_last if a conv weight with a spatial kernel is stored that way, else NCHW."""
+    channels_last = weight.is_contiguous(memory_format=torch.channels_last) and not weight.is_contiguous()
+    return torch.channels_last if channels_last else torch.contiguous_format
 
 
 class GraphedFunction:
@@ -46,8 +71,67 @@ class GraphedFunction:
         with torch.cuda.graph(self.graph):
             self.output = fn(*self.inputs)
 
+    def matches(self, *inputs: torch.Tensor) -> bool:
+        """Whether `inputs` have the shapes, dtypes and devices the graph was recorded for."""
+        described = [[(x.shape, x.dtype, x.device) for x in xs] for xs in (self.inputs, inputs)]
+        return described[0] == described[1]
+
     def __call__(self, *inputs: torch.Tensor) -> torch.Tensor:
         for static, x in zip(self.inputs, inputs, strict=True):
             static.copy_(x)
         self.graph.replay()
         return self.output
+
+
+class _RecordOnFirstCall:
+    """`fn` replayed from a CUDA graph, recorded at the first call and again whenever the input shapes change."""
+
+    def __init__(self, fn: EpsModel) -> None:
+        self.fn, self.graph = fn, None
+
+    def __call__(self, x_t: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
+        if self.graph is None or not self.graph.matches(x_t, t):
+            self.graph = GraphedFunction(self.fn, x_t, t)
+        return self.graph(x_t, t)
+
+
+@contextlib.contextmanager
+def eps_model(
+    unet: torch.nn.Module,
+    precision: Precision = "fp32",
+    *,
+    device: torch.device | str | None = None,
+    training: bool = False,
+) -> Iterator[EpsModel]:
+    """Within the block, ε_θ(x_t, t) → float32 ε̂ computed by `unet` the fastest way `precision` allows.
+
+    - `"fp32"`: the network as it is, in its own dtype and layout: exact, what diffusers' `DDPMPipeline` computes.
+    - `"bf16"`: bf16 autocast, with the weights moved to `memory_format(device)` (which changes no value).
+    - `"auto"`: `"bf16"` where the device computes it natively (see `resolve_precision`), else `"fp32"`; on CUDA the
+      network is also replayed from a CUDA graph (same kernels, without the launch gaps), except under accelerate's
+      offload hooks, which move weights during the forward. A graphed ε̂ is overwritten by the next call.
+    - `training=True`: inputs in the training layout and no autocast of ours (Accelerate's mixed precision wraps the
+      forward). `unet` may then be DDP-wrapped, having been moved to `memory_format(device, training=True)` first.
+
+    `device` is where the network runs (default: its parameters'; a pipeline passes its execution device).
+    Autocast stays on for the whole block, so its cast weights are reused from one call to the next.
+    """
+    first = next(unet.parameters())
+    device = torch.device(device) if device is not None else first.device
+    dtype = first.dtype  # read once: a model's `.dtype` walks every parameter
+    resolved = resolve_precision(precision, device, dtype)
+    if training and resolved != "fp32":
+        raise ValueError("in training the precision is Accelerate's (--mixed_precision); pass precision='fp32'")
+    input_format = memory_format(device, training=True) if training else None
+    graphed = precision == "auto" and device.type == "cuda" and not hasattr(unet, "_hf_hook")
+
+    def forward(x_t: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
+        x = x_t.to(dtype) if input_format is None else x_t.to(dtype=dtype, memory_format=input_format)
+        return unet(x, t).sample.float()
+
+    if resolved == "fp32":
+        yield forward
+        return
+    unet.to(memory_format=memory_format(device))  # a no-op once done
+    with torch.autocast(device_type=device.type, dtype=torch.bfloat16, cache_enabled=not graphed):
+        yield _RecordOnFirstCall(forward) if graphed else forward

@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import json
+import os
 import tempfile
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from huggingface_hub import CommitInfo, CommitOperationAdd, HfApi, ModelCard, snapshot_download
+
+from .card import render_model_card
 
 if TYPE_CHECKING:
     from diffusers import DiffusionPipeline
@@ -141,3 +144,61 @@ def upload_pipeline(pipeline: DiffusionPipeline, repo_id: str, *, card: ModelCar
         pipeline.save_pretrained(tmp, safe_serialization=True, variant=kwargs.pop("variant", None))
         card.save(Path(tmp) / "README.md")
         return upload_folder(tmp, repo_id, source="the local pipeline", **kwargs)
+
+
+class PipelineHubMixin:
+    """`from_pretrained` from Hub repo ids and `push_to_hub` with the project's model card, for a `DiffusionPipeline`
+    whose components live in a pip-installed package (list it before `DiffusionPipeline` among the bases)."""
+
+    @classmethod
+    def download(cls, pretrained_model_name: str, **kwargs: Any) -> str:
+        """Fetch a pipeline repo from the Hub (see `download_pipeline`)."""
+        return download_pipeline(pretrained_model_name, **kwargs)
+
+    @classmethod
+    def from_pretrained(cls, pretrained_model_name_or_path: str | os.PathLike, **kwargs: Any) -> DiffusionPipeline:
+        """Load from a local folder or a Hub repo id; only safetensors weights are read.
+
+        Takes diffusers' `from_pretrained` arguments (`revision`, `token`, `cache_dir`, `torch_dtype`, ...).
+        """
+        if kwargs.get("use_safetensors") is False:
+            raise ValueError(f"{cls.__name__} only loads safetensors weights; drop use_safetensors=False")
+        folder = pretrained_model_name_or_path
+        if not os.path.isdir(folder):
+            folder = cls.download(str(folder), **kwargs)
+        return super().from_pretrained(folder, use_safetensors=True, **kwargs)
+
+    def push_to_hub(
+        self,
+        repo_id: str,
+        commit_message: str | None = None,
+        private: bool | None = None,
+        token: str | None = None,
+        create_pr: bool = False,
+        safe_serialization: bool = True,
+        variant: str | None = None,
+        *,
+        revision: str | None = None,
+        model_card: ModelCard | None = None,
+        **card_kwargs: Any,
+    ) -> CommitInfo:
+        """Upload the pipeline and its model card to `repo_id`, on branch `revision` (created from main if missing).
+
+        diffusers' own `push_to_hub` writes a generic card and cannot target a branch. The card is `model_card`, or
+        `ddpm_hf.card.render_model_card(repo_id, **card_kwargs)` (`dataset`, `training_details`, `metrics`...).
+        Failures raise `HubUploadError`, which says why.
+        """
+        if not safe_serialization:
+            raise ValueError(f"{type(self).__name__} only saves safetensors weights; drop safe_serialization=False")
+        card = model_card or render_model_card(repo_id, revision=revision, **card_kwargs)
+        return upload_pipeline(
+            self,
+            repo_id,
+            card=card,
+            revision=revision,
+            private=private,
+            commit_message=commit_message,
+            token=token,
+            create_pr=create_pr,
+            variant=variant,
+        )

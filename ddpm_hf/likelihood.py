@@ -9,31 +9,20 @@ dtype, so that sums over 1000 terms of size ~1e-4 keep their digits.
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Iterable
 from dataclasses import dataclass
-from typing import TypeVar
 
 import torch
 from diffusers.utils.torch_utils import randn_tensor
-from tqdm.auto import tqdm
 
+from .checks import check_int
 from .diffusion import p_mean_variance, q_posterior_mean_variance, q_sample
+from .fastpath import EpsModel
+from .progress import Progress, track
 from .scheduler import DDPMPaperScheduler
-
-EpsModel = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
-Progress = bool | Callable[[Iterable], Iterable]
-_Item = TypeVar("_Item")
 
 BIN_HALF_WIDTH = 1.0 / 255.0  # 8-bit pixels scaled to [-1, 1] lie 2/255 apart
 EDGE = 0.999  # pixels beyond ±EDGE are the extreme values, whose bins extend to ±∞
 PROB_FLOOR = 1e-12
-
-
-def track(iterable: Iterable[_Item], progress: Progress) -> Iterable[_Item]:
-    """Wrap a loop in a progress bar: `True` for tqdm, `False` for none, or a callable such as a pipeline's."""
-    if callable(progress):
-        return progress(iterable)
-    return tqdm(iterable, disable=not progress, leave=False)
 
 
 def mean_flat(x: torch.Tensor) -> torch.Tensor:
@@ -95,11 +84,11 @@ def vb_terms_bpd(
     tables = scheduler.tables
     true_mean, _, true_log_variance = q_posterior_mean_variance(tables, x_0, x_t, t)
     model = p_mean_variance(tables, scheduler.model_log_variance, eps, x_t, t, clip_denoised)
-    kl = mean_flat(normal_kl(true_mean, true_log_variance, model["mean"], model["log_variance"]))
-    decoder_nll = -mean_flat(discretized_gaussian_log_likelihood(x_0, model["mean"], 0.5 * model["log_variance"]))
+    kl = mean_flat(normal_kl(true_mean, true_log_variance, model.mean, model.log_variance))
+    decoder_nll = -mean_flat(discretized_gaussian_log_likelihood(x_0, model.mean, 0.5 * model.log_variance))
     # Both are computed for every example and the right one picked, as in the reference; neither branch can be NaN.
     terms = torch.where(t.to(x_0.device) == 0, decoder_nll, kl) / math.log(2.0)
-    return terms, model["pred_xstart"]
+    return terms, model.pred_xstart
 
 
 def vlb_terms(
@@ -174,9 +163,7 @@ def bits_per_dim(
     """
     _check_images(x_0, scheduler)
     num_images, num_timesteps = x_0.shape[0], scheduler.config.num_train_timesteps
-    batch_size = num_images if batch_size is None else batch_size
-    if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
-        raise ValueError(f"batch_size must be a positive integer, got {batch_size!r}")
+    batch_size = check_int("batch_size", num_images if batch_size is None else batch_size)
     if isinstance(generator, list):
         raise ValueError("bits_per_dim takes a single torch.Generator, not a list")
 

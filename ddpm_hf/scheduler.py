@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Literal
 
 import numpy as np
 import torch
@@ -11,20 +12,23 @@ from diffusers.schedulers.scheduling_utils import KarrasDiffusionSchedulers, Sch
 from diffusers.utils import BaseOutput
 from diffusers.utils.torch_utils import randn_tensor
 
+from .checks import check_choice, check_int
 from .diffusion import (
-    VARIANCE_TYPES,
+    PMeanVariance,
+    VarianceType,
     check_betas,
     linear_beta_schedule,
     make_tables,
     model_log_variance_table,
     p_mean_variance,
+    p_sample,
     predict_start_from_noise,
     q_posterior_mean_variance,
     q_sample,
     respaced_betas,
 )
 
-TIMESTEP_SPACINGS = ("leading", "linspace", "trailing")
+TimestepSpacing = Literal["leading", "linspace", "trailing"]
 
 
 @dataclass
@@ -68,18 +72,16 @@ class DDPMPaperScheduler(SchedulerMixin, ConfigMixin):
         beta_end: float = 0.02,
         beta_schedule: str = "linear",
         trained_betas: np.ndarray | list[float] | None = None,
-        variance_type: str = "fixed_large",
+        variance_type: VarianceType = "fixed_large",
         clip_sample: bool = True,
         prediction_type: str = "epsilon",
-        timestep_spacing: str = "leading",
+        timestep_spacing: TimestepSpacing = "leading",
         steps_offset: int = 0,
     ) -> None:
-        if variance_type not in VARIANCE_TYPES:
-            raise ValueError(f"variance_type must be one of {VARIANCE_TYPES}, got {variance_type!r}")
+        check_choice("variance_type", variance_type, VarianceType)
         if prediction_type != "epsilon":
             raise ValueError(f"prediction_type must be 'epsilon' (the paper's), got {prediction_type!r}")
-        if timestep_spacing not in TIMESTEP_SPACINGS:
-            raise ValueError(f"timestep_spacing must be one of {TIMESTEP_SPACINGS}, got {timestep_spacing!r}")
+        check_choice("timestep_spacing", timestep_spacing, TimestepSpacing)
         if trained_betas is not None:
             betas = np.asarray(trained_betas, dtype=np.float64)
         elif beta_schedule == "linear":
@@ -118,7 +120,7 @@ class DDPMPaperScheduler(SchedulerMixin, ConfigMixin):
 
     def p_mean_variance(
         self, eps: torch.Tensor, x_t: torch.Tensor, t: torch.Tensor, clip_denoised: bool = True
-    ) -> dict[str, torch.Tensor]:
+    ) -> PMeanVariance:
         """Mean, variance, log-variance and x̂_0 of p_θ(x_{t-1} | x_t) for the configured variance type."""
         return p_mean_variance(self.tables, self.model_log_variance, eps, x_t, t, clip_denoised)
 
@@ -135,10 +137,7 @@ class DDPMPaperScheduler(SchedulerMixin, ConfigMixin):
     def set_timesteps(self, num_inference_steps: int, device: str | torch.device | None = None) -> None:
         """Choose the descending timesteps to sample on (diffusers' spacings) and build that sub-chain's tables."""
         num_train = self.config.num_train_timesteps
-        if isinstance(num_inference_steps, bool) or not isinstance(num_inference_steps, (int, np.integer)):
-            raise ValueError(f"num_inference_steps must be an integer, got {num_inference_steps!r}")
-        if not 1 <= num_inference_steps <= num_train:
-            raise ValueError(f"num_inference_steps must be between 1 and {num_train}, got {num_inference_steps}")
+        num_inference_steps = check_int("num_inference_steps", num_inference_steps, 1, num_train)
         spacing = self.config.timestep_spacing
         if spacing == "leading":
             ratio = num_train // num_inference_steps
@@ -151,7 +150,7 @@ class DDPMPaperScheduler(SchedulerMixin, ConfigMixin):
         timesteps = timesteps.astype(np.int64)
         if timesteps.max() >= num_train or timesteps.min() < 0:
             raise ValueError(f"steps_offset={self.config.steps_offset} puts timesteps outside [0, {num_train})")
-        self.num_inference_steps = int(num_inference_steps)
+        self.num_inference_steps = num_inference_steps
         self._set_schedule(timesteps, device)
 
     def _set_schedule(self, timesteps: np.ndarray, device: str | torch.device | None = None) -> None:
@@ -182,26 +181,31 @@ class DDPMPaperScheduler(SchedulerMixin, ConfigMixin):
         sample: torch.Tensor,
         generator: torch.Generator | list[torch.Generator] | None = None,
         return_dict: bool = True,
+        variance_noise: torch.Tensor | None = None,
     ) -> DDPMPaperSchedulerOutput | tuple[torch.Tensor, torch.Tensor]:
         """One step of Algorithm 2: x_{t-1} = μ_θ(x_t, t) + σ_t z, with no noise on the final step.
 
-        `timestep` is read on the host: pass an int or an element of `self.timesteps` (kept on the CPU by
-        default), not a CUDA tensor, to keep the loop free of device syncs. The update runs in float32 or wider
+        z is drawn from `generator` (one per image, or one for the batch), or is `variance_noise` when the caller
+        supplies it (as diffusers' `DDIMScheduler.step`; it broadcasts against the sample, so one z can be shared by
+        every image). `timestep` is read on the host: pass an int or an element of `self.timesteps` (kept on the CPU
+        by default), not a CUDA tensor, to keep the loop free of device syncs. The update runs in float32 or wider
         whatever `model_output`'s dtype.
         """
+        if variance_noise is not None and generator is not None:
+            raise ValueError("pass either generator or variance_noise to step, not both")
         k = self.index_for_timestep(timestep)
         out = p_mean_variance(
             self.step_tables, self.step_model_log_variance, model_output, sample, k, self.config.clip_sample
         )
-        prev_sample = out["mean"]
+        noise = None
         if k > 0:
-            noise = randn_tensor(
-                prev_sample.shape, generator=generator, device=prev_sample.device, dtype=prev_sample.dtype
-            )
-            prev_sample = prev_sample + torch.exp(0.5 * out["log_variance"]) * noise
+            noise = variance_noise
+            if noise is None:
+                noise = randn_tensor(out.mean.shape, generator=generator, device=out.mean.device, dtype=out.mean.dtype)
+        prev_sample = p_sample(out, noise)
         if not return_dict:
-            return prev_sample, out["pred_xstart"]
-        return DDPMPaperSchedulerOutput(prev_sample=prev_sample, pred_original_sample=out["pred_xstart"])
+            return prev_sample, out.pred_xstart
+        return DDPMPaperSchedulerOutput(prev_sample=prev_sample, pred_original_sample=out.pred_xstart)
 
     def previous_timestep(self, timestep: int | torch.Tensor) -> int:
         """The scheduled timestep after `timestep` (-1 after the last one), as diffusers' method of that name."""

@@ -6,9 +6,11 @@ import torch
 from PIL import Image
 
 from ddpm_hf import DDPMPaperPipeline, DDPMPaperScheduler
-from ddpm_hf.analysis import p_sample_loop, rate_distortion, to_pil
+from ddpm_hf.analysis import rate_distortion, to_pil
 from ddpm_hf.data import images_to_model
+from ddpm_hf.fastpath import eps_model
 from ddpm_hf.likelihood import BitsPerDim
+from ddpm_hf.sampling import p_sample_loop
 from tiny import tiny_unet
 
 T = 20  # a short chain keeps each test to seconds; the math does not depend on T
@@ -67,8 +69,9 @@ def test_interpolate_endpoints_and_shared_noise(pipe):
     g = torch.Generator().manual_seed(0)
     sources = images_to_model([a, b], 8, 3)
     x_t = pipe.scheduler.q_sample(sources, torch.full((2,), 10), torch.randn(sources.shape, generator=g))
-    alone = p_sample_loop(pipe._eps_model(), pipe.scheduler, x_t[:1], 10, g, shared_noise=True, progress=False)
-    assert torch.allclose(alone.images[0], out.images[0], atol=1e-5)
+    with eps_model(pipe.unet) as eps:
+        alone = p_sample_loop(eps, pipe.scheduler, x_t[:1], g, from_timestep=10, shared_noise=True, progress=False)
+    assert torch.allclose(alone[0], out.images[0], atol=1e-5)
 
 
 @pytest.mark.parametrize(

@@ -104,9 +104,9 @@ def test_posterior_and_p_mean_variance():
     assert torch.allclose(mean, eq11, atol=1e-9)
     assert torch.allclose(var.flatten(), tables.posterior_variance[t])
     out = p_mean_variance(tables, model_log_variance_table(tables, "fixed_large"), eps, xt, t, clip_denoised=False)
-    assert torch.allclose(out["mean"], eq11, atol=1e-9)
-    assert torch.allclose(out["variance"].flatten(), tables.betas[t])
+    assert torch.allclose(out.mean, eq11, atol=1e-9)
+    assert torch.allclose(out.variance.flatten(), tables.betas[t])
     # Clipping x̂_0 acts before the posterior mean: a huge ε pushes x̂_0 out of [-1, 1].
     clipped = p_mean_variance(tables, tables.posterior_log_variance_clipped, 50 * eps, xt, t, clip_denoised=True)
-    assert clipped["pred_xstart"].abs().max() <= 1.0
-    assert torch.allclose(clipped["mean"], q_posterior_mean_variance(tables, clipped["pred_xstart"], xt, t)[0])
+    assert clipped.pred_xstart.abs().max() <= 1.0
+    assert torch.allclose(clipped.mean, q_posterior_mean_variance(tables, clipped.pred_xstart, xt, t)[0])

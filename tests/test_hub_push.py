@@ -15,7 +15,7 @@ from huggingface_hub import ModelCard, hf_hub_download
 from ddpm_hf import DDPMPaperPipeline
 from ddpm_hf.card import card_section, render_model_card
 from ddpm_hf.hub import HubUploadError
-from tiny import tiny_pipeline
+from tiny import PUSHED_PIPELINE_FILES, tiny_pipeline
 
 PUSH_SCRIPT = Path(__file__).resolve().parents[1] / "examples" / "push_to_hub.py"
 METRICS = {  # what examples/evaluate.py writes (abridged)
@@ -182,12 +182,4 @@ def test_push_script_uploads_exactly_the_pipeline_from_a_training_folder(hub_ser
         (model / relative).parent.mkdir(parents=True, exist_ok=True)
         (model / relative).write_bytes(b"not for the Hub")
     run_push_script(["--model", model, "--repo_id", "user/ddpm-run"], monkeypatch)
-    assert set(hub_server.server.files("user/ddpm-run")) == {
-        ".gitattributes",
-        "model_index.json",
-        "unet/config.json",
-        "unet/diffusion_pytorch_model.safetensors",
-        "scheduler/scheduler_config.json",
-        "README.md",
-        "samples.png",
-    }
+    assert set(hub_server.server.files("user/ddpm-run")) == PUSHED_PIPELINE_FILES

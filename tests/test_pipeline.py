@@ -152,12 +152,3 @@ def test_missing_or_corrupt_files_are_named(tmp_path):
     (tmp_path / "scheduler" / "scheduler_config.json").unlink()
     with pytest.raises(OSError, match=r"scheduler_config\.json"):
         DDPMPaperPipeline.from_pretrained(tmp_path)
-
-
-def test_cuda_graphs_refuse_cpu_tensors_and_cpu_sampling_stays_channels_last():
-    from ddpm_hf.fastpath import GraphedFunction, sampling_memory_format
-
-    with pytest.raises(ValueError, match="CUDA"):
-        GraphedFunction(lambda x: x * 2, torch.zeros(2))
-    assert sampling_memory_format(torch.device("cpu")) == torch.channels_last
-    assert sampling_memory_format(torch.device("cuda")) == torch.contiguous_format

@@ -1,5 +1,7 @@
 """Tiny models shared by the tests: the paper's architecture at toy size, fast on a CPU."""
 
+import json
+
 import torch
 
 from ddpm_hf import DDPMPaperPipeline, DDPMPaperScheduler, DDPMUNet2DModel
@@ -54,3 +56,41 @@ def train_tiny_digits(steps: int = 40, num_train_timesteps: int = 50, seed: int 
     pipe = DDPMPaperPipeline(unet=unet.eval(), scheduler=scheduler)
     pipe.set_progress_bar_config(disable=True)
     return pipe
+
+
+TINY_TRAINING = {  # the digits preset at toy size: a step takes a few milliseconds
+    "unet_config": {
+        "sample_size": 8,
+        "in_channels": 1,
+        "out_channels": 1,
+        "block_out_channels": [16, 16],
+        "down_block_types": ["DownBlock2D", "AttnDownBlock2D"],
+        "up_block_types": ["AttnUpBlock2D", "UpBlock2D"],
+        "layers_per_block": 1,
+        "norm_num_groups": 8,
+    },
+    "train_batch_size": 8,
+    "num_grid_images": 4,
+    "num_inference_steps": 5,
+    "save_images_steps": 0,
+    "logging_steps": 1,
+}
+
+
+def tiny_train_args(output_dir, **overrides) -> list[str]:
+    """Command-line arguments of examples/train_ddpm.py for a tiny digits run into `output_dir`."""
+    values = {**TINY_TRAINING, "output_dir": str(output_dir), **overrides}
+    return ["--preset", "digits"] + [
+        a for k, v in values.items() for a in (f"--{k}", json.dumps(v) if isinstance(v, dict) else str(v))
+    ]
+
+
+PUSHED_PIPELINE_FILES = {  # what a pushed run's repo holds: the pipeline, its card and samples, nothing else
+    ".gitattributes",
+    "model_index.json",
+    "unet/config.json",
+    "unet/diffusion_pytorch_model.safetensors",
+    "scheduler/scheduler_config.json",
+    "README.md",
+    "samples.png",
+}

@@ -184,8 +184,6 @@ def parse_args(argv: list[str] | None = None) -> TrainConfig:
     given = sys.argv[1:] if argv is None else argv
     if args["train_data_dir"] is not None and not any(a.startswith("--dataset_name") for a in given):
         args["dataset_name"] = None  # a folder of images replaces the preset's dataset
-    if isinstance(args["unet_config"], str):
-        args["unet_config"] = json.loads(args["unet_config"])
     return TrainConfig(**args)
 
 

@@ -27,10 +27,6 @@ class EMA:
         for p, s in zip(model.parameters(), self.shadow, strict=True):
             p.copy_(s.to(device=p.device, dtype=p.dtype))
 
-    def to(self, device: torch.device | str) -> EMA:
-        self.shadow = [s.to(device) for s in self.shadow]
-        return self
-
     def state_dict(self) -> dict[str, Any]:
         return {"decay": self.decay, "shadow": self.shadow}
 

@@ -1,0 +1,61 @@
+"""What a run leaves behind: the EMA pipeline with its model card, sample grids, and the push to the Hub."""
+
+from __future__ import annotations
+
+import os
+import shutil
+from pathlib import Path
+
+import torch
+
+from ..card import render_model_card
+from ..grid import image_grid
+from ..hub import pipeline_files, upload_folder
+from ..pipeline import DDPMPaperPipeline
+from ..scheduler import DDPMPaperScheduler
+from ..unet import DDPMUNet2DModel
+from .config import TrainConfig
+from .ema import EMA
+
+
+def ema_pipeline(ema: EMA, unet: torch.nn.Module, scheduler: DDPMPaperScheduler) -> DDPMPaperPipeline:
+    """A pipeline holding a copy of `unet` (unwrapped) with the EMA weights (the paper samples from those)."""
+    model = DDPMUNet2DModel.from_config(unet.config).to(next(unet.parameters()).device)
+    ema.copy_to(model)
+    pipe = DDPMPaperPipeline(unet=model.eval(), scheduler=DDPMPaperScheduler.from_config(scheduler.config))
+    pipe.set_progress_bar_config(disable=True)
+    return pipe
+
+
+def save_sample_grid(pipe: DDPMPaperPipeline, cfg: TrainConfig, path: Path) -> Path:
+    """A grid of `num_grid_images` samples with fixed per-image seeds, so grids compare across steps."""
+    n = cfg.num_grid_images
+    generators = [torch.Generator().manual_seed(cfg.seed + i) for i in range(n)]
+    images = pipe(batch_size=n, generator=generators, num_inference_steps=cfg.num_inference_steps).images
+    path.parent.mkdir(parents=True, exist_ok=True)
+    image_grid(images, pad=1, scale=max(1, 32 // images[0].width)).save(path)
+    return path
+
+
+def save_pipeline(pipe: DDPMPaperPipeline, cfg: TrainConfig, output_dir: Path) -> None:
+    """Save `pipe` and its model card into `output_dir`, replacing the previous ones only when complete."""
+    tmp = output_dir / ".tmp-pipeline"
+    shutil.rmtree(tmp, ignore_errors=True)
+    pipe.save_pretrained(tmp)
+    repo_id = cfg.hub_model_id or output_dir.resolve().name
+    details = "| setting | value |\n|---|---|\n" + "\n".join(f"| `{k}` | `{v}` |" for k, v in cfg.to_dict().items())
+    render_model_card(repo_id, dataset=cfg.dataset_name, training_details=details).save(tmp / "README.md")
+    for entry in sorted(tmp.iterdir()):
+        target = output_dir / entry.name
+        if target.is_dir():
+            shutil.rmtree(target)
+        os.replace(entry, target)
+    tmp.rmdir()
+
+
+def push_pipeline(output_dir: Path, repo_id: str, private: bool = False) -> None:
+    """Upload the final pipeline, its card and sample grid (never checkpoints); `HubUploadError` says why a push
+    failed."""
+    files = pipeline_files(output_dir, extra=("README.md", "samples.png"))
+    info = upload_folder(output_dir, repo_id, private=private, files=files, commit_message="Train DDPM")
+    print(f"pushed {output_dir} to {repo_id} ({info.commit_url})")

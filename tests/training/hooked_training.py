@@ -1,0 +1,57 @@
+"""Train in this process with a callback that kills it at a set point, to test what a crash leaves behind.
+
+    python tests/training/hooked_training.py --kill_after_checkpoint 3 -- TRAIN_ARGS...
+    python tests/training/hooked_training.py --kill_while_saving 6 -- TRAIN_ARGS...
+
+`--kill_after_checkpoint N`: SIGKILL right after checkpoint-N is complete. `--kill_while_saving N`: SIGKILL in the
+middle of writing checkpoint-N, after a first (truncated) file is on disk; through Accelerate's documented
+`register_save_state_pre_hook`.
+"""
+
+import argparse
+import os
+import signal
+import sys
+from pathlib import Path
+
+from ddpm_hf.training import Trainer, TrainerCallback, parse_args, train
+
+
+def die() -> None:
+    os.kill(os.getpid(), signal.SIGKILL)
+
+
+class KillAfterCheckpoint(TrainerCallback):
+    def __init__(self, step: int) -> None:
+        self.step = step
+
+    def on_checkpoint(self, trainer: Trainer, path: Path) -> None:
+        if trainer.step == self.step:
+            die()
+
+
+class KillWhileSaving(TrainerCallback):
+    def __init__(self, step: int) -> None:
+        self.step = step
+
+    def on_train_begin(self, trainer: Trainer) -> None:
+        trainer.accelerator.register_save_state_pre_hook(self.before_save)
+
+    def before_save(self, models: list, weights: list, output_dir: str) -> None:
+        if output_dir.endswith(f"checkpoint-{self.step}"):
+            Path(output_dir, "model.safetensors").write_bytes(b"half")
+            die()
+
+
+if __name__ == "__main__":
+    own, train_args = sys.argv[1 : sys.argv.index("--")], sys.argv[sys.argv.index("--") + 1 :]
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--kill_after_checkpoint", type=int)
+    parser.add_argument("--kill_while_saving", type=int)
+    args = parser.parse_args(own)
+    callbacks = []
+    if args.kill_after_checkpoint is not None:
+        callbacks.append(KillAfterCheckpoint(args.kill_after_checkpoint))
+    if args.kill_while_saving is not None:
+        callbacks.append(KillWhileSaving(args.kill_while_saving))
+    train(parse_args(train_args), callbacks)

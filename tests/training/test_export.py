@@ -1,0 +1,48 @@
+"""`ddpm_hf.training.export`: the EMA pipeline a run leaves, and what its push uploads."""
+
+import pytest
+import torch
+from safetensors.torch import load_file
+
+from ddpm_hf import DDPMPaperPipeline
+from ddpm_hf.training import parse_args, train
+from ddpm_hf.training.checkpoint import list_checkpoints
+from ddpm_hf.training.ema import EMA
+from ddpm_hf.training.export import ema_pipeline
+from tiny import PUSHED_PIPELINE_FILES, tiny_pipeline, tiny_train_args
+
+
+def test_the_exported_pipeline_holds_the_ema_weights_not_the_trained_ones():
+    trained = tiny_pipeline(seed=0)
+    ema = EMA(tiny_pipeline(seed=1).unet, decay=0.9)  # another model's weights as the average
+    pipe = ema_pipeline(ema, trained.unet, trained.scheduler)
+    for p, shadow in zip(pipe.unet.parameters(), ema.shadow, strict=True):
+        assert torch.equal(p, shadow)
+    assert not torch.equal(pipe.unet.conv_in.weight, trained.unet.conv_in.weight)
+    assert pipe.unet is not trained.unet and not pipe.unet.training
+    assert pipe.scheduler.config == trained.scheduler.config
+
+
+def test_push_to_hub_uploads_the_pipeline_not_the_checkpoints(hub_server, tmp_path):
+    out = tmp_path / "run"
+    args = tiny_train_args(
+        out, max_train_steps=2, checkpointing_steps=1, push_to_hub="true", hub_model_id="user/digits"
+    )
+    train(parse_args(args))
+    assert set(hub_server.server.files("user/digits")) == PUSHED_PIPELINE_FILES
+    loaded = DDPMPaperPipeline.from_pretrained("user/digits")
+    local = load_file(out / "unet" / "diffusion_pytorch_model.safetensors")
+    for key, value in loaded.unet.state_dict().items():
+        assert torch.equal(value, local[key]), key
+
+
+def test_failed_push_keeps_everything_local(hub_server, tmp_path):
+    hub_server.server.require_token = "another-token"  # every request of ours now gets a 401
+    out = tmp_path / "run"
+    args = tiny_train_args(
+        out, max_train_steps=2, checkpointing_steps=2, push_to_hub="true", hub_model_id="user/digits"
+    )
+    with pytest.raises(RuntimeError, match=r"(?s)refused the credentials.*no new commit.*is intact"):
+        train(parse_args(args))
+    assert DDPMPaperPipeline.from_pretrained(out) is not None
+    assert [p.name for p in list_checkpoints(out / "checkpoints")] == ["checkpoint-2"]
