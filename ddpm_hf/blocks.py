@@ -21,8 +21,8 @@ def dropout(x: torch.Tensor, p: float, training: bool) -> torch.Tensor:
     """Inverted dropout (Srivastava et al. 2014, the paper's Appendix B regulariser): zero with probability p, scale
     the rest by 1/(1-p).
 
-    On CPU the mask compares uniform 31-bit integers with p·2³¹ (exact to 2⁻³¹), which PyTorch draws in about 40% of
-    the time its `bernoulli_` kernel takes; elsewhere it is `F.dropout`.
+    On CPU the mask compares uniform 31-bit integers with p·2³¹ (exact to 2⁻³¹), which PyTorch draws faster than its
+    `bernoulli_` kernel (docs/benchmarks.md); elsewhere it is `F.dropout`.
     """
     if not training or p == 0.0 or x.device.type != "cpu":
         return F.dropout(x, p, training)
@@ -44,8 +44,8 @@ class Dropout(nn.Dropout):
 def attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, scale: float) -> torch.Tensor:
     """softmax(q kᵀ · scale) v over the last two dims, the paper's self-attention (Appendix B; Wang et al. 2018).
 
-    On CPU: two batched matmuls with the softmax in float32, about twice as fast there as SDPA's fused kernel for the
-    paper's shapes (256 pixels × 256 channels). Elsewhere: `F.scaled_dot_product_attention`.
+    On CPU: two batched matmuls with the softmax in float32, faster there than SDPA's fused kernel for the paper's
+    shapes (256 pixels × 256 channels; docs/benchmarks.md). Elsewhere: `F.scaled_dot_product_attention`.
     """
     if q.device.type != "cpu":
         return F.scaled_dot_product_attention(q, k, v, scale=scale)

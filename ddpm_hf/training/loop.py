@@ -24,6 +24,7 @@ from ..fastpath import eps_model, memory_format
 from ..scheduler import DDPMPaperScheduler
 from ..unet import DDPMUNet2DModel
 from .batches import StepBatchSampler, collate_valid, micro_slice, step_randomness
+from .callbacks import TrainerCallback
 from .checkpoint import load_checkpoint, resolve_checkpoint, save_checkpoint
 from .config import TrainConfig
 from .ema import EMA
@@ -34,22 +35,6 @@ from .optim import make_optimizer, warmup_lr
 
 class TrainingDiverged(RuntimeError):
     """The loss became NaN or infinite; the run stops before writing anything from the bad state."""
-
-
-class TrainerCallback:
-    """Hooks into `Trainer.run_loop`; override what you need (each is a no-op here). They run on every process."""
-
-    def on_train_begin(self, trainer: Trainer) -> None:
-        """After set-up and any resume, before the first step."""
-
-    def on_step_end(self, trainer: Trainer) -> None:
-        """After each optimizer step and what follows it (logging, checkpoint, grids); `trainer.step` is its count."""
-
-    def on_checkpoint(self, trainer: Trainer, path: Path) -> None:
-        """After the checkpoint `path` is complete on disk."""
-
-    def on_train_end(self, trainer: Trainer) -> None:
-        """After the final pipeline is saved (and pushed)."""
 
 
 class Trainer:
