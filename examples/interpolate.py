@@ -11,7 +11,7 @@ from __future__ import annotations
 import argparse
 
 import torch
-from analysis_cli import add_data_arguments, add_model_arguments, load_images, load_pipeline, save_grid
+from cli import add_data_arguments, add_model_arguments, load_images, load_pipeline, positive_int, save_grid
 
 from ddpm_hf.data import scale_to_model
 
@@ -24,7 +24,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--index_b", type=int, default=1)
     parser.add_argument("--t", type=int, default=500, help="diffusion timestep to interpolate at (0-based)")
     parser.add_argument("--num", type=int, default=8, help="interpolants, both ends included")
-    parser.add_argument("--scale", type=int, default=1, help="enlarge each image this many times")
+    parser.add_argument("--scale", type=positive_int, default=1, help="enlarge each image this many times")
     parser.add_argument("--output", default="interpolation.png")
     args = parser.parse_args(argv)
 
@@ -34,7 +34,8 @@ def main(argv: list[str] | None = None) -> None:
         sources[0], sources[1], t=args.t, num=args.num, generator=torch.Generator().manual_seed(args.seed)
     )
     x = scale_to_model(sources).to(out.images.device)
-    save_grid([torch.cat([x[:1], out.images, x[1:]])], args.output, args.scale)
+    row = torch.cat([x[:1], out.images, x[1:]])
+    save_grid(row, args.output, cols=len(row), scale=args.scale)
     print(f"wrote {args.output}: λ = {[round(v, 3) for v in out.lambdas.tolist()]} at t = {args.t}")
 
 

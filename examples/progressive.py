@@ -11,16 +11,16 @@ from __future__ import annotations
 import argparse
 
 import torch
-from analysis_cli import add_model_arguments, load_pipeline, save_grid
+from cli import add_model_arguments, load_pipeline, positive_int, save_grid
 
 
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     add_model_arguments(parser)
-    parser.add_argument("--num_images", type=int, default=4)
+    parser.add_argument("--num_images", type=positive_int, default=4)
     parser.add_argument("--every", type=int, default=100, help="record x̂_0 at every t divisible by this")
     parser.add_argument("--with_xt", action="store_true", help="also show the x_t each x̂_0 was predicted from")
-    parser.add_argument("--scale", type=int, default=1, help="enlarge each image this many times")
+    parser.add_argument("--scale", type=positive_int, default=1, help="enlarge each image this many times")
     parser.add_argument("--output", default="progressive.png")
     args = parser.parse_args(argv)
 
@@ -32,7 +32,7 @@ def main(argv: list[str] | None = None) -> None:
         if args.with_xt:
             rows.append(run.x_t[i])
         rows.append(run.pred_xstart[i])
-    save_grid(rows, args.output, args.scale)
+    save_grid(torch.cat(rows), args.output, cols=len(run.timesteps), scale=args.scale)
     print(f"wrote {args.output}: x̂_0 at t = {run.timesteps}")
 
 

@@ -14,7 +14,7 @@ import csv
 
 import matplotlib
 import torch
-from analysis_cli import add_bound_arguments, add_data_arguments, add_model_arguments, load_images, load_pipeline
+from cli import add_bound_arguments, add_data_arguments, add_model_arguments, load_images, load_pipeline
 
 from ddpm_hf.analysis import RateDistortion
 

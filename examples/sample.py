@@ -8,32 +8,28 @@ python examples/sample.py --paper_config cifar10 --num_inference_steps 20   # an
 import argparse
 
 import torch
+from cli import add_model_arguments, load_pipeline, positive_int, save_grid
 
 from ddpm_hf import DDPMPaperPipeline, DDPMPaperScheduler, DDPMUNet2DModel
-from ddpm_hf.grid import image_grid
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     source = parser.add_mutually_exclusive_group(required=True)
-    source.add_argument("--model", help="a saved pipeline folder or a Hub repo id")
     source.add_argument("--paper_config", choices=["cifar10", "celebahq256", "lsun256"], help="an untrained paper net")
-    parser.add_argument("--revision", default=None, help="Hub branch, tag or commit")
-    parser.add_argument("--num_images", type=int, default=16)
-    parser.add_argument("--num_inference_steps", type=int, default=1000)
+    add_model_arguments(parser, group=source)  # --model, the other source, and --revision --seed --device
+    parser.add_argument("--num_images", type=positive_int, default=16)
+    parser.add_argument("--num_inference_steps", type=positive_int, default=1000)
     parser.add_argument("--precision", choices=["auto", "fp32", "bf16"], default="auto")
-    parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     parser.add_argument("--output", default="samples.png")
-    parser.add_argument("--scale", type=int, default=1, help="enlarge each sample this many times in the grid")
+    parser.add_argument("--scale", type=positive_int, default=1, help="enlarge each sample this many times in the grid")
     args = parser.parse_args()
 
     if args.model:
-        pipe = DDPMPaperPipeline.from_pretrained(args.model, revision=args.revision)
+        pipe = load_pipeline(args)
     else:
         unet = DDPMUNet2DModel.from_paper_config(args.paper_config)
-        pipe = DDPMPaperPipeline(unet=unet, scheduler=DDPMPaperScheduler())
-    pipe.to(args.device)
+        pipe = DDPMPaperPipeline(unet=unet, scheduler=DDPMPaperScheduler()).to(args.device)
     # One generator per image: image i is the same whatever --num_images is.
     generators = [torch.Generator().manual_seed(args.seed + i) for i in range(args.num_images)]
     images = pipe(
@@ -42,7 +38,7 @@ def main() -> None:
         num_inference_steps=args.num_inference_steps,
         precision=args.precision,
     ).images
-    image_grid(images, pad=1, scale=args.scale).save(args.output)
+    save_grid(images, args.output, scale=args.scale, pad=1)
     print(f"wrote {args.num_images} samples to {args.output}")
 
 

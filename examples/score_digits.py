@@ -11,11 +11,10 @@ import json
 
 import numpy as np
 import torch
+from cli import add_model_arguments, load_pipeline, positive_int
 from sklearn.calibration import CalibratedClassifierCV
 from sklearn.datasets import load_digits
 from sklearn.svm import SVC
-
-from ddpm_hf import DDPMPaperPipeline
 
 CONFIDENT = 0.9
 
@@ -45,15 +44,14 @@ def score_digits(images: np.ndarray, classifier: CalibratedClassifierCV | None =
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--model", required=True, help="a digits pipeline folder or Hub repo id")
-    parser.add_argument("--num_images", type=int, default=500)
-    parser.add_argument("--batch_size", type=int, default=250)
-    parser.add_argument("--num_inference_steps", type=int, default=1000)
-    parser.add_argument("--seed", type=int, default=1234)
+    add_model_arguments(parser, seed=1234, device="cpu")  # 8×8 digits sample quickly on the CPU
+    parser.add_argument("--num_images", type=positive_int, default=500)
+    parser.add_argument("--batch_size", type=positive_int, default=250)
+    parser.add_argument("--num_inference_steps", type=positive_int, default=1000)
     parser.add_argument("--output", default=None, help="write the scores as JSON here")
     args = parser.parse_args()
 
-    pipe = DDPMPaperPipeline.from_pretrained(args.model)
+    pipe = load_pipeline(args)
     images = []
     for start in range(0, args.num_images, args.batch_size):
         n = min(args.batch_size, args.num_images - start)

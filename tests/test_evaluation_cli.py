@@ -22,7 +22,8 @@ EXAMPLES = Path(__file__).resolve().parents[1] / "examples"
 
 
 def run_example(name, argv, monkeypatch):
-    """Run examples/NAME.py's main() in this process with the given command line."""
+    """Run examples/NAME.py's main() in this process with the given command line (its sibling cli.py importable)."""
+    monkeypatch.syspath_prepend(str(EXAMPLES))
     spec = importlib.util.spec_from_file_location(f"example_{name}", EXAMPLES / f"{name}.py")
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)

@@ -15,7 +15,7 @@ T = 20
 
 
 def run_example(name: str, argv: list[str], monkeypatch) -> object:
-    """Import examples/<name>.py (with its sibling analysis_cli importable) and call its main."""
+    """Import examples/<name>.py (with its sibling cli.py importable) and call its main."""
     monkeypatch.syspath_prepend(str(EXAMPLES))
     spec = importlib.util.spec_from_file_location(f"example_{name}", EXAMPLES / f"{name}.py")
     module = importlib.util.module_from_spec(spec)

@@ -1,0 +1,106 @@
+"""What the example scripts share: their model and dataset arguments, loading the pipeline, saving image grids."""
+
+from __future__ import annotations
+
+import argparse
+from typing import TYPE_CHECKING
+
+import torch
+from PIL import Image
+
+from ddpm_hf import DDPMPaperPipeline
+from ddpm_hf.analysis import to_pil
+from ddpm_hf.data import ImageDataset, load_image_dataset
+from ddpm_hf.grid import image_grid
+
+if TYPE_CHECKING:
+    import datasets
+
+DEFAULT_DEVICE = "cuda" if torch.cuda.is_available() else "cpu"
+
+
+def positive_int(text: str) -> int:
+    """An argparse type: a whole number of at least 1."""
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
+    return value
+
+
+def add_device_argument(parser: argparse.ArgumentParser, default: str = DEFAULT_DEVICE) -> None:
+    parser.add_argument("--device", default=default, help=f"where the networks run (default: {default})")
+
+
+def add_model_arguments(
+    parser: argparse.ArgumentParser,
+    seed: int = 0,
+    device: str = DEFAULT_DEVICE,
+    group: argparse._MutuallyExclusiveGroup | None = None,
+) -> None:
+    """--model (required, unless it goes into `group`, one of its alternatives), --revision, --seed and --device."""
+    if group is None:
+        parser.add_argument("--model", required=True, help="a saved pipeline folder or a Hub repo id")
+    else:
+        group.add_argument("--model", help="a saved pipeline folder or a Hub repo id")
+    parser.add_argument("--revision", default=None, help="Hub branch, tag or commit")
+    parser.add_argument("--seed", type=int, default=seed)
+    add_device_argument(parser, device)
+
+
+def load_pipeline(args: argparse.Namespace, folder: str | None = None) -> DDPMPaperPipeline:
+    """The pipeline of --model at --revision (or of `folder`, a copy of it already downloaded), on --device."""
+    if folder is not None:
+        return DDPMPaperPipeline.from_pretrained(folder).to(args.device)
+    return DDPMPaperPipeline.from_pretrained(args.model, revision=args.revision).to(args.device)
+
+
+def add_data_arguments(parser: argparse.ArgumentParser, split: str = "test") -> None:
+    """--dataset_name or --train_data_dir, then --split and --image_column: what `load_split` reads."""
+    source = parser.add_mutually_exclusive_group(required=True)
+    source.add_argument("--dataset_name", help="a Hub dataset id, a local dataset path, or sklearn-digits")
+    source.add_argument("--train_data_dir", help="a folder of images (datasets' imagefolder)")
+    parser.add_argument("--split", default=split)
+    parser.add_argument("--image_column", default=None, help="default: image or img, whichever exists")
+
+
+def load_split(args: argparse.Namespace, cache_dir: str | None = None) -> tuple[datasets.Dataset, str]:
+    """The dataset split that the `add_data_arguments` arguments name (undecoded), and its image column."""
+    return load_image_dataset(args.dataset_name, args.train_data_dir, args.split, args.image_column, cache_dir)
+
+
+def network_images(ds: datasets.Dataset, column: str, pipe: DDPMPaperPipeline) -> ImageDataset:
+    """A dataset's images as uint8 [C, H, W] tensors at the network's resolution and channels."""
+    return ImageDataset(ds, column, pipe.unet.config.sample_size, pipe.unet.config.in_channels)
+
+
+def add_bound_arguments(parser: argparse.ArgumentParser) -> None:
+    """The bound's examples (bits/dim, rate–distortion): the first --num_images images, --batch_size pairs a pass."""
+    parser.add_argument("--num_images", type=positive_int, default=1000, help="the first N images of the split")
+    parser.add_argument("--batch_size", type=positive_int, default=256, help="(image, timestep) pairs per forward pass")
+
+
+def load_images(args: argparse.Namespace, pipe: DDPMPaperPipeline, indices: list[int]) -> torch.Tensor:
+    """The dataset's images at `indices` as uint8 [N, C, H, W], at the network's resolution and channels."""
+    ds, column = load_split(args)
+    bad = [i for i in indices if not 0 <= i < len(ds)]
+    if bad:
+        raise SystemExit(f"image index {bad[0]} is out of range: the {args.split} split has {len(ds)} images")
+    images = network_images(ds, column, pipe)
+    return torch.stack([images[i] for i in indices])
+
+
+def save_grid(
+    images: torch.Tensor | list[Image.Image], path: str, cols: int | None = None, scale: int = 1, pad: int | None = None
+) -> None:
+    """Save images as one PNG, in rows of `cols` (default: as square as possible), each enlarged `scale` times.
+
+    `images`: PIL images, or a tensor [N, C, H, W] of uint8 pixels or of floats on the network's [-1, 1] scale.
+    `pad`: pixels between images, mid-gray (default: 1 when enlarged, else none).
+    """
+    if isinstance(images, torch.Tensor):
+        if images.dtype == torch.uint8:
+            images = [Image.fromarray(image.permute(1, 2, 0).squeeze(-1).numpy()) for image in images.cpu()]
+        else:
+            images = to_pil(images)
+    pad = (1 if scale > 1 else 0) if pad is None else pad
+    image_grid(images, cols=cols, pad=pad, scale=scale).save(path)
