@@ -4,6 +4,9 @@ It speaks just enough of the Hub's HTTP protocol for ``huggingface_hub``'s real 
 ``create_branch``, ``upload_folder``/``upload_file``/``create_commit`` with LFS, ``model_info``, ``list_repo_tree``,
 ``get_paths_info``, ``hf_hub_download``, ``snapshot_download``, ``whoami``) and for diffusers' ``push_to_hub`` and
 ``from_pretrained``. Point the client at it with ``HF_ENDPOINT`` (see the ``hub_server`` fixture in conftest.py).
+
+Only the protocol lives here: how one version of the client has to be configured to use it (and the routes that
+client calls on its own) is in hub_client.py.
 """
 
 from __future__ import annotations
@@ -85,10 +88,12 @@ class HubServer(ThreadingHTTPServer):
     - ``require_token``: if set, every request must send ``Authorization: Bearer <require_token>`` (else 401 with the
       Hub's "Invalid credentials" message). If ``None`` any token is accepted, but writes and private repos need one.
     - Files are uploaded as LFS when their name matches ``LFS_SUFFIXES`` or they are bigger than ``lfs_threshold``.
-      No Xet transfer is ever offered (but see conftest.py: the client must be told not to use Xet).
+      No Xet transfer is ever offered (but see hub_client.py: the client must be told not to use Xet).
     - Failure injection: the next ``fail_lfs_uploads`` LFS PUTs fail. ``lfs_failure_status=None`` drops the connection
       half-way through the body (the client retries these, after 1 s, 2 s, ...); an int answers with that HTTP status
       (e.g. 400, which S3 sends for a stalled upload; the client retries 5xx but not 4xx).
+    - ``fixed_answers``: paths answered with constant JSON before any token check (routes a client calls on
+      its own, e.g. ``hub_client.FIXED_ANSWERS``); other paths the server does not know get a 404.
     - Inspection: ``repos``, ``files()``, ``lfs_objects`` (sha256 -> bytes), ``requests`` (``(method, path)`` log).
     """
 
@@ -101,9 +106,11 @@ class HubServer(ThreadingHTTPServer):
         require_token: str | None = None,
         username: str = "user",
         lfs_threshold: int = 10 * 1024 * 1024,
+        fixed_answers: dict[str, object] | None = None,
     ):
         super().__init__(("127.0.0.1", port), _Handler)
         self.require_token, self.username, self.lfs_threshold = require_token, username, lfs_threshold
+        self.fixed_answers = dict(fixed_answers or {})
         self.repos: dict[tuple[str, str], Repo] = {}  # (repo type, repo id) -> Repo
         self.lfs_objects: dict[str, bytes] = {}
         self.requests: list[tuple[str, str]] = []
@@ -173,8 +180,8 @@ class _Handler(BaseHTTPRequestHandler):
             if self.command == "PUT" and (m := re.match(r"^/lfs-upload/([0-9a-f]{64})$", url.path)):
                 return self.lfs_upload(m.group(1))
             self.body = self._read_body()  # before any answer: else the client may see a reset instead of our error
-            if url.path == "/api/agent-harnesses":  # fetched by the client to build its user-agent
-                return self._json({"standardEnvVars": [], "harnesses": {}})
+            if url.path in self.server.fixed_answers:
+                return self._json(self.server.fixed_answers[url.path])
             auth = self.headers.get("Authorization", "")
             self.token = auth.removeprefix("Bearer ") if auth.startswith("Bearer ") else None
             if self.server.require_token is not None and self.token != self.server.require_token:
