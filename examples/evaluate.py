@@ -31,7 +31,7 @@ from ddpm_hf.evaluation.inception import files_sha256
 METRICS = ("fid", "is", "nll")
 
 
-def parse_args() -> argparse.Namespace:
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     add_model_arguments(parser)
     parser.add_argument("--metrics", nargs="+", choices=METRICS, default=["fid"])
@@ -49,7 +49,7 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--nll_num_images", type=positive_int, default=None, help="default: the whole split")
     parser.add_argument("--grid_size", type=int, default=64, help="samples in samples.png (0: none)")
     parser.add_argument("--output_dir", default="evaluation")
-    args = parser.parse_args()
+    args = parser.parse_args(argv)
     if "fid" in args.metrics and not args.reference:
         parser.error("--metrics fid needs --reference statistics (make them with examples/fid_stats.py)")
     if "nll" in args.metrics and not args.nll_dataset_name:
@@ -165,8 +165,8 @@ def load_models(args: argparse.Namespace) -> tuple[DDPMPaperPipeline, InceptionV
     return pipe, inception, folder, revision
 
 
-def main() -> None:
-    args = parse_args()
+def main(argv: list[str] | None = None) -> None:
+    args = parse_args(argv)
     start = time.perf_counter()
     pipe, inception, folder, revision = load_models(args)
     reference = load_reference(args, inception)

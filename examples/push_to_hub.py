@@ -31,7 +31,7 @@ def stage(model: Path, staged: Path) -> list[str]:
     return files
 
 
-def main() -> None:
+def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--model", required=True, help="a folder saved by save_pretrained / the training script")
     parser.add_argument("--repo_id", required=True, help="owner/name on the Hub")
@@ -41,7 +41,7 @@ def main() -> None:
     parser.add_argument("--revision", default=None, help="branch to commit to (created from main if missing)")
     parser.add_argument("--commit_message", default=None)
     parser.add_argument("--token", default=None, help="default: HF_TOKEN or the stored login")
-    args = parser.parse_args()
+    args = parser.parse_args(argv)
 
     model = Path(args.model)
     DDPMPaperPipeline.from_pretrained(model)  # refuse to push a folder that does not load

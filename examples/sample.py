@@ -13,7 +13,7 @@ from cli import add_model_arguments, load_pipeline, positive_int, save_grid
 from ddpm_hf import DDPMPaperPipeline, DDPMPaperScheduler, DDPMUNet2DModel
 
 
-def main() -> None:
+def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     source = parser.add_mutually_exclusive_group(required=True)
     source.add_argument("--paper_config", choices=["cifar10", "celebahq256", "lsun256"], help="an untrained paper net")
@@ -23,7 +23,7 @@ def main() -> None:
     parser.add_argument("--precision", choices=["auto", "fp32", "bf16"], default="auto")
     parser.add_argument("--output", default="samples.png")
     parser.add_argument("--scale", type=positive_int, default=1, help="enlarge each sample this many times in the grid")
-    args = parser.parse_args()
+    args = parser.parse_args(argv)
 
     if args.model:
         pipe = load_pipeline(args)

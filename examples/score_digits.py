@@ -42,14 +42,14 @@ def score_digits(images: np.ndarray, classifier: CalibratedClassifierCV | None =
     }
 
 
-def main() -> None:
+def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     add_model_arguments(parser, seed=1234, device="cpu")  # 8×8 digits sample quickly on the CPU
     parser.add_argument("--num_images", type=positive_int, default=500)
     parser.add_argument("--batch_size", type=positive_int, default=250)
     parser.add_argument("--num_inference_steps", type=positive_int, default=1000)
     parser.add_argument("--output", default=None, help="write the scores as JSON here")
-    args = parser.parse_args()
+    args = parser.parse_args(argv)
 
     pipe = load_pipeline(args)
     images = []

@@ -1,9 +1,30 @@
+import importlib.util
 from pathlib import Path
 
 import pytest
 
 import hub_client
 from hub_server import HubServer
+
+EXAMPLES = Path(__file__).resolve().parents[1] / "examples"
+
+
+@pytest.fixture
+def run_example(monkeypatch):
+    """`run_example(NAME, argv)` calls examples/NAME.py's `main(argv)` in this process and returns what it returns.
+
+    The script's sibling cli.py is importable, as when it runs as `python examples/NAME.py`; `argv` items go through
+    `str`, so paths and numbers can be passed as they are.
+    """
+    monkeypatch.syspath_prepend(str(EXAMPLES))
+
+    def run(name: str, argv: list) -> object:
+        spec = importlib.util.spec_from_file_location(f"example_{name}", EXAMPLES / f"{name}.py")
+        module = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(module)
+        return module.main([str(arg) for arg in argv])
+
+    return run
 
 
 class LocalHub:

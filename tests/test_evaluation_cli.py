@@ -3,10 +3,7 @@
 A tiny TorchScript stands in for Inception (tests/tiny_inception.py) so that these run in seconds.
 """
 
-import importlib.util
 import json
-import sys
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -17,18 +14,6 @@ from ddpm_hf.evaluation import FIDStatistics, InceptionV3, frechet_distance, ima
 from ddpm_hf.evaluation.fid import main as fid_main
 from tiny import tiny_pipeline
 from tiny_inception import TinyFeatures, TinyWithHead, save_tiny
-
-EXAMPLES = Path(__file__).resolve().parents[1] / "examples"
-
-
-def run_example(name, argv, monkeypatch):
-    """Run examples/NAME.py's main() in this process with the given command line (its sibling cli.py importable)."""
-    monkeypatch.syspath_prepend(str(EXAMPLES))
-    spec = importlib.util.spec_from_file_location(f"example_{name}", EXAMPLES / f"{name}.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    monkeypatch.setattr(sys, "argv", [f"{name}.py", *map(str, argv)])
-    return module.main()
 
 
 def write_images(folder, seed, n=6, size=8):
@@ -57,11 +42,11 @@ def test_fid_cli_between_folders_and_statistics(tmp_path, capsys):
         fid_main([str(a), str(tmp_path / "empty"), "--weights", str(weights)])
 
 
-def test_fid_stats_then_evaluate_writes_metrics_and_grid(tmp_path, monkeypatch):
+def test_fid_stats_then_evaluate_writes_metrics_and_grid(tmp_path, run_example):
     weights = save_tiny(TinyWithHead(), tmp_path)
     stats_path = tmp_path / "digits.npz"
     argv = ["--dataset_name", "sklearn-digits", "--num_images", 24, "--batch_size", 12, "--num_workers", 0]
-    run_example("fid_stats", [*argv, "--weights", weights, "--output", stats_path], monkeypatch)
+    run_example("fid_stats", [*argv, "--weights", weights, "--output", stats_path])
     stats = FIDStatistics.load(stats_path)
     assert (stats.num_images, stats.dataset, stats.split) == (24, "sklearn-digits", "train")
 
@@ -69,7 +54,7 @@ def test_fid_stats_then_evaluate_writes_metrics_and_grid(tmp_path, monkeypatch):
     out = tmp_path / "eval"
     argv = ["--model", tmp_path / "model", "--num_samples", 10, "--batch_size", 4, "--num_inference_steps", 2]
     argv += ["--reference", stats_path, "--inception_weights", weights, "--metrics", "fid", "is", "--is_splits", 2]
-    run_example("evaluate", [*argv, "--output_dir", out, "--grid_size", 6], monkeypatch)
+    run_example("evaluate", [*argv, "--output_dir", out, "--grid_size", 6])
     result = json.loads((out / "metrics.json").read_text())
     assert result["metrics"]["fid"] > 0 and result["metrics"]["inception_score"] >= 1
     assert "inception_score_std" in result["metrics"]
@@ -85,31 +70,29 @@ def test_fid_stats_then_evaluate_writes_metrics_and_grid(tmp_path, monkeypatch):
     assert np.array_equal(grid[:8, 8:16], np.asarray(images))
 
 
-def test_evaluate_refuses_what_it_cannot_measure(tmp_path, monkeypatch):
+def test_evaluate_refuses_what_it_cannot_measure(tmp_path, run_example):
     tiny_pipeline().save_pretrained(tmp_path / "model")
     base = ["--model", tmp_path / "model", "--num_samples", 2, "--output_dir", tmp_path / "eval"]
     features_only = save_tiny(TinyFeatures(), tmp_path)
     with pytest.raises(SystemExit, match="no classifier head"):
-        run_example(
-            "evaluate", [*base, "--metrics", "is", "--is_splits", 1, "--inception_weights", features_only], monkeypatch
-        )
+        run_example("evaluate", [*base, "--metrics", "is", "--is_splits", 1, "--inception_weights", features_only])
     other = tmp_path / "other.npz"
     FIDStatistics(np.zeros(16), np.eye(16), 2, weights_id="0123456789abcdef").save(other)
     with pytest.raises(SystemExit, match="other Inception weights"):  # before any sampling
-        run_example("evaluate", [*base, "--reference", other, "--inception_weights", features_only], monkeypatch)
+        run_example("evaluate", [*base, "--reference", other, "--inception_weights", features_only])
     with pytest.raises(SystemExit):  # argparse: FID needs reference statistics
-        run_example("evaluate", [*base, "--metrics", "fid"], monkeypatch)
+        run_example("evaluate", [*base, "--metrics", "fid"])
     assert not (tmp_path / "eval" / "metrics.json").exists()
 
 
-def test_evaluate_nll_is_the_pipelines_bound(tmp_path, monkeypatch):
+def test_evaluate_nll_is_the_pipelines_bound(tmp_path, run_example):
     from ddpm_hf.data import ImageDataset, load_image_dataset
 
     tiny_pipeline().save_pretrained(tmp_path / "model")
     argv = ["--model", tmp_path / "model", "--metrics", "nll", "--nll_dataset_name", "sklearn-digits"]
     argv += ["--nll_num_images", 3, "--batch_size", 3, "--output_dir", tmp_path / "eval", "--num_samples", 1]
     argv += ["--grid_size", 1, "--num_inference_steps", 2]
-    run_example("evaluate", argv, monkeypatch)
+    run_example("evaluate", argv)
     result = json.loads((tmp_path / "eval" / "metrics.json").read_text())
     ds, column = load_image_dataset("sklearn-digits")
     images = torch.stack([ImageDataset(ds, column, 8, 3)[i] for i in range(3)])
