@@ -46,9 +46,9 @@ def linear_beta_schedule(beta_start: float, beta_end: float, num_timesteps: int)
 
 
 def check_betas(betas: np.ndarray) -> None:
-    """Raise a ValueError unless every β_t lies in the open interval (0, 1) and there are at least two."""
-    if betas.ndim != 1 or betas.shape[0] < 2:
-        raise ValueError(f"betas must be a 1-D sequence of at least 2 values, got shape {tuple(betas.shape)}")
+    """Raise a ValueError unless betas is a non-empty 1-D sequence with every β_t in the open interval (0, 1)."""
+    if betas.ndim != 1 or betas.shape[0] < 1:
+        raise ValueError(f"betas must be a non-empty 1-D sequence, got shape {tuple(betas.shape)}")
     bad = np.flatnonzero(~((betas > 0) & (betas < 1)))
     if bad.size:
         raise ValueError(f"betas must lie in (0, 1); betas[{bad[0]}] = {float(betas[bad[0]])}")
@@ -91,6 +91,23 @@ def model_log_variance_table(tables: DiffusionTables, variance_type: VarianceTyp
     return torch.log(torch.cat([first, tables.betas[1:]]))
 
 
+def custom_timesteps(timesteps: list[int] | np.ndarray | torch.Tensor, num_timesteps: int) -> np.ndarray:
+    """User-given timesteps as diffusers' `set_timesteps(timesteps=...)` takes them: integers, strictly
+    descending, in [0, num_timesteps); a ValueError naming the first that is not."""
+    values = np.asarray(timesteps.tolist() if isinstance(timesteps, torch.Tensor) else timesteps)
+    if values.ndim != 1 or values.size == 0:
+        raise ValueError(f"timesteps must be a non-empty list of integers, got {timesteps!r}")
+    if not np.issubdtype(values.dtype, np.integer):
+        if not np.issubdtype(values.dtype, np.floating) or not np.all(values == np.round(values)):
+            raise ValueError(f"timesteps must be integers, got {timesteps!r}")
+    values = values.astype(np.int64)
+    if np.any(np.diff(values) >= 0):
+        raise ValueError(f"timesteps must be in descending order, got {values.tolist()}")
+    if values[0] >= num_timesteps or values[-1] < 0:
+        raise ValueError(f"timesteps must lie in [0, {num_timesteps}) (num_train_timesteps), got {values.tolist()}")
+    return values
+
+
 def respaced_betas(alphas_cumprod: torch.Tensor, timesteps: torch.Tensor) -> torch.Tensor:
     """β'_k = 1 - ᾱ_{s_k} / ᾱ_{s_{k-1}} of the sub-chain on ascending timesteps s_0 < s_1 < … (ᾱ_{s_{-1}} = 1)."""
     kept = alphas_cumprod[timesteps]
@@ -100,6 +117,27 @@ def respaced_betas(alphas_cumprod: torch.Tensor, timesteps: torch.Tensor) -> tor
 def compute_dtype(dtype: torch.dtype) -> torch.dtype:
     """The dtype the diffusion arithmetic runs in: float32, or float64 when the input is float64."""
     return torch.promote_types(dtype, torch.float32)
+
+
+def check_timesteps(t: torch.Tensor | int, num_timesteps: int) -> None:
+    """Raise unless every t lies in [0, num_timesteps) and is an integer (a negative index would wrap around).
+
+    Checked on the host for ints and CPU tensors; on an accelerator with an asynchronous device assertion, so
+    that a training step never waits for the check.
+    """
+    if isinstance(t, torch.Tensor):
+        if t.is_floating_point() or t.is_complex() or t.dtype == torch.bool:
+            raise ValueError(f"timesteps must be integers, got a {t.dtype} tensor")
+        if t.device.type != "cpu":
+            torch._assert_async(((t >= 0) & (t < num_timesteps)).all(), f"timesteps must lie in [0, {num_timesteps})")
+            return
+        low, high = (int(t.min()), int(t.max())) if t.numel() else (0, 0)
+    elif isinstance(t, (int, np.integer)) and not isinstance(t, bool):
+        low = high = int(t)
+    else:
+        raise ValueError(f"timesteps must be integers, got {t!r}")
+    if low < 0 or high >= num_timesteps:
+        raise ValueError(f"timesteps must lie in [0, {num_timesteps}), got values from {low} to {high}")
 
 
 def extract(table: torch.Tensor, t: torch.Tensor | int, x: torch.Tensor) -> torch.Tensor:
@@ -116,10 +154,22 @@ def extract(table: torch.Tensor, t: torch.Tensor | int, x: torch.Tensor) -> torc
 
 def q_sample(tables: DiffusionTables, x_0: torch.Tensor, t: torch.Tensor, noise: torch.Tensor) -> torch.Tensor:
     """x_t = sqrt(ᾱ_t) x_0 + sqrt(1 - ᾱ_t) ε, a sample of q(x_t | x_0) (Eq. 4), in float32 or wider."""
+    check_timesteps(t, len(tables.betas))
+    if noise.shape != x_0.shape:
+        raise ValueError(f"noise must have the samples' shape {tuple(x_0.shape)}, got {tuple(noise.shape)}")
     dtype = compute_dtype(x_0.dtype)
     return extract(tables.sqrt_alphas_cumprod, t, x_0) * x_0.to(dtype) + extract(
         tables.sqrt_one_minus_alphas_cumprod, t, x_0
     ) * noise.to(dtype)
+
+
+def velocity(tables: DiffusionTables, x_0: torch.Tensor, noise: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
+    """v = sqrt(ᾱ_t) ε - sqrt(1 - ᾱ_t) x_0, the v-parameterisation's target (Salimans & Ho 2022), float32 or wider."""
+    check_timesteps(t, len(tables.betas))
+    dtype = compute_dtype(x_0.dtype)
+    return extract(tables.sqrt_alphas_cumprod, t, x_0) * noise.to(dtype) - extract(
+        tables.sqrt_one_minus_alphas_cumprod, t, x_0
+    ) * x_0.to(dtype)
 
 
 def q_posterior_mean_variance(
@@ -158,12 +208,21 @@ def p_mean_variance(
     eps: torch.Tensor,
     x_t: torch.Tensor,
     t: torch.Tensor,
-    clip_denoised: bool = True,
+    clip_denoised: bool | float | None = True,
 ) -> PMeanVariance:
-    """Mean and variance of p_θ(x_{t-1} | x_t) for an ε-prediction: μ_θ = μ̃_t(x̂_0, x_t) (Eqs. 7, 11), σ_t² fixed."""
+    """Mean and variance of p_θ(x_{t-1} | x_t) for an ε-prediction: μ_θ = μ̃_t(x̂_0, x_t) (Eqs. 7, 11), σ_t² fixed.
+
+    `clip_denoised` clips x̂_0 to [-1, 1] when True, to [-r, r] when a number r, and not at all when False or None.
+    """
+    if eps.shape != x_t.shape:
+        raise ValueError(
+            f"the network's ε has shape {tuple(eps.shape)} but x_t has {tuple(x_t.shape)}: an ε-prediction needs "
+            "out_channels == in_channels"
+        )
     pred_xstart = predict_start_from_noise(tables, x_t, t, eps)
-    if clip_denoised:
-        pred_xstart = pred_xstart.clamp(-1.0, 1.0)
+    if clip_denoised is not None and clip_denoised is not False:
+        bound = 1.0 if clip_denoised is True else float(clip_denoised)
+        pred_xstart = pred_xstart.clamp(-bound, bound)
     mean, _, _ = q_posterior_mean_variance(tables, pred_xstart, x_t, t)
     log_variance = extract(model_log_variance, t, x_t)
     return PMeanVariance(mean, torch.exp(log_variance), log_variance, pred_xstart)

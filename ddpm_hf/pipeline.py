@@ -33,6 +33,12 @@ class DDPMPaperPipeline(PipelineHubMixin, DiffusionPipeline):
 
     def __init__(self, unet: UNet2DModel, scheduler: SchedulerMixin) -> None:
         super().__init__()
+        channels = (unet.config.in_channels, unet.config.out_channels)
+        if channels[0] != channels[1]:
+            raise ValueError(
+                f"the network maps {channels[0]} channels to {channels[1]}: an ε-prediction (Eq. 11) needs "
+                "out_channels == in_channels"
+            )
         if not isinstance(scheduler, DDPMPaperScheduler):
             scheduler = DDPMPaperScheduler.from_config(scheduler.config)
         self.register_modules(unet=unet, scheduler=scheduler)

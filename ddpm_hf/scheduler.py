@@ -17,6 +17,7 @@ from .diffusion import (
     PMeanVariance,
     VarianceType,
     check_betas,
+    custom_timesteps,
     linear_beta_schedule,
     make_tables,
     model_log_variance_table,
@@ -26,9 +27,37 @@ from .diffusion import (
     q_posterior_mean_variance,
     q_sample,
     respaced_betas,
+    velocity,
 )
 
 TimestepSpacing = Literal["leading", "linspace", "trailing"]
+# diffusers' DDPMScheduler names for σ_t² computed in log space: the same variances.
+_VARIANCE_ALIASES = {"fixed_small_log": "fixed_small", "fixed_large_log": "fixed_large"}
+# diffusers' DDPMScheduler options -> (values that mean a sampler other than the paper's, why they are refused).
+_NOT_THE_PAPERS = {
+    "variance_type": (
+        {"learned", "learned_range"},
+        "the paper fixes σ_t² (Sec. 3.2) and its network predicts no variance",
+    ),
+    "prediction_type": (
+        {"sample", "v_prediction"},
+        "the paper's network predicts ε (Eq. 11); read as another parameterisation it would sample garbage",
+    ),
+    "beta_schedule": (
+        {"scaled_linear", "squaredcos_cap_v2", "sigmoid"},
+        "the paper's schedule is linear (Sec. 4); pass trained_betas for another, or use diffusers' DDPMScheduler",
+    ),
+    "thresholding": ({True}, "dynamic thresholding (Imagen) is not the paper's sampler, which clips x̂_0"),
+    "rescale_betas_zero_snr": ({True}, "a zero-terminal-SNR schedule makes β_T = 1, which the paper's does not"),
+}
+
+
+def _refuse_other_samplers(**options: object) -> None:
+    """A ValueError saying why, for a diffusers option whose value asks for something the paper does not do."""
+    for name, value in options.items():
+        refused, why = _NOT_THE_PAPERS[name]
+        if value in refused:
+            raise ValueError(f"DDPMPaperScheduler does not implement {name}={value!r}: {why}")
 
 
 @dataclass
@@ -55,10 +84,17 @@ class DDPMPaperScheduler(SchedulerMixin, ConfigMixin):
         beta_start, beta_end: β_1 and β_T of the linear schedule.
         beta_schedule: only `"linear"`, the paper's; `trained_betas` overrides it.
         trained_betas: explicit β_1..β_T.
-        variance_type: `"fixed_large"` (σ_t² = β_t, the CIFAR-10 model) or `"fixed_small"` (σ_t² = β̃_t).
-        clip_sample: clip x̂_0 to [-1, 1] before computing the posterior mean, as the reference does when sampling.
+        variance_type: `"fixed_large"` (σ_t² = β_t, the CIFAR-10 model) or `"fixed_small"` (σ_t² = β̃_t); diffusers'
+            `"fixed_small_log"` / `"fixed_large_log"` are the same variances.
+        clip_sample: clip x̂_0 to [-clip_sample_range, clip_sample_range] before computing the posterior mean, as
+            the reference does (range 1) when sampling.
         prediction_type: only `"epsilon"`, the paper's parameterisation (Eq. 11).
         timestep_spacing, steps_offset: how `set_timesteps` picks a sub-sequence, as in diffusers.
+        thresholding, dynamic_thresholding_ratio, sample_max_value, rescale_betas_zero_snr: diffusers' options,
+            accepted at their defaults only (dynamic thresholding and zero-terminal-SNR are not the paper's sampler).
+
+    Every other keyword of diffusers' `DDPMScheduler` is accepted with its meaning, and conversions in either
+    direction (`from_config`) keep every value the source scheduler uses.
     """
 
     _compatibles = [e.name for e in KarrasDiffusionSchedulers]
@@ -75,17 +111,32 @@ class DDPMPaperScheduler(SchedulerMixin, ConfigMixin):
         variance_type: VarianceType = "fixed_large",
         clip_sample: bool = True,
         prediction_type: str = "epsilon",
+        thresholding: bool = False,
+        dynamic_thresholding_ratio: float = 0.995,
+        clip_sample_range: float = 1.0,
+        sample_max_value: float = 1.0,
         timestep_spacing: TimestepSpacing = "leading",
         steps_offset: int = 0,
+        rescale_betas_zero_snr: bool = False,
     ) -> None:
-        check_choice("variance_type", variance_type, VarianceType)
-        if prediction_type != "epsilon":
-            raise ValueError(f"prediction_type must be 'epsilon' (the paper's), got {prediction_type!r}")
+        num_train_timesteps = check_int("num_train_timesteps", num_train_timesteps, 1)
+        _refuse_other_samplers(
+            variance_type=variance_type,
+            prediction_type=prediction_type,
+            beta_schedule=beta_schedule,
+            thresholding=thresholding,
+            rescale_betas_zero_snr=rescale_betas_zero_snr,
+        )
+        check_choice("variance_type", _VARIANCE_ALIASES.get(variance_type, variance_type), VarianceType)
+        check_choice("prediction_type", prediction_type, ("epsilon",))
         check_choice("timestep_spacing", timestep_spacing, TimestepSpacing)
+        check_int("steps_offset", steps_offset, 0)
+        if not clip_sample_range > 0:
+            raise ValueError(f"clip_sample_range must be positive, got {clip_sample_range!r}")
         if trained_betas is not None:
             betas = np.asarray(trained_betas, dtype=np.float64)
         elif beta_schedule == "linear":
-            if not beta_end > beta_start:
+            if num_train_timesteps > 1 and not beta_end > beta_start:
                 raise ValueError(f"beta_end must be greater than beta_start, got {beta_start=} and {beta_end=}")
             betas = linear_beta_schedule(beta_start, beta_end, num_train_timesteps)
         else:
@@ -97,10 +148,29 @@ class DDPMPaperScheduler(SchedulerMixin, ConfigMixin):
         self.tables = make_tables(betas)
         for name, value in self.tables.as_dict().items():
             setattr(self, name, value)
-        self.model_log_variance = model_log_variance_table(self.tables, variance_type)
+        self.variance_type = _VARIANCE_ALIASES.get(variance_type, variance_type)
+        self.model_log_variance = model_log_variance_table(self.tables, self.variance_type)
         self.init_noise_sigma = 1.0
+        self.one = torch.tensor(1.0)
         self.num_inference_steps: int | None = None
+        self.custom_timesteps = False
         self._set_schedule(np.arange(num_train_timesteps)[::-1].copy())
+
+    # --- config: conversions keep every value the source uses -------------------------------------------------
+
+    def register_to_config(self, **kwargs) -> None:
+        """As diffusers', without `_use_default_values`: our defaults differ from diffusers' (variance_type), so a
+        converted config must carry the values themselves, not "whatever the target's default is"."""
+        kwargs.pop("_use_default_values", None)
+        super().register_to_config(**kwargs)
+
+    @classmethod
+    def from_config(cls, config: dict | None = None, return_unused_kwargs: bool = False, **kwargs):
+        """As diffusers', keeping the values a source scheduler used even where it took its own defaults (diffusers
+        would replace those with ours: a `DDPMScheduler()` would turn from `fixed_small` into `fixed_large`)."""
+        if config is not None:
+            config = {k: v for k, v in dict(config).items() if k != "_use_default_values"}
+        return super().from_config(config, return_unused_kwargs=return_unused_kwargs, **kwargs)
 
     # --- the paper's math on the full T-step chain ------------------------------------------------------------
 
@@ -130,13 +200,29 @@ class DDPMPaperScheduler(SchedulerMixin, ConfigMixin):
         """diffusers' name for `q_sample`; computed in float32 or wider, returned in the samples' dtype."""
         return q_sample(self.tables, original_samples, timesteps, noise).to(original_samples.dtype)
 
+    def get_velocity(self, sample: torch.Tensor, noise: torch.Tensor, timesteps: torch.Tensor) -> torch.Tensor:
+        """v = sqrt(ᾱ_t) ε - sqrt(1 - ᾱ_t) x_0 (Salimans & Ho 2022), as diffusers' method of that name."""
+        return velocity(self.tables, sample, noise, timesteps).to(sample.dtype)
+
     def scale_model_input(self, sample: torch.Tensor, timestep: int | None = None) -> torch.Tensor:
         """DDPM feeds x_t to the network unscaled."""
         return sample
 
-    def set_timesteps(self, num_inference_steps: int, device: str | torch.device | None = None) -> None:
-        """Choose the descending timesteps to sample on (diffusers' spacings) and build that sub-chain's tables."""
+    def set_timesteps(
+        self,
+        num_inference_steps: int | None = None,
+        device: str | torch.device | None = None,
+        timesteps: list[int] | None = None,
+    ) -> None:
+        """Choose the descending timesteps to sample on and build that sub-chain's tables: `num_inference_steps`
+        spaced as `timestep_spacing` says, or exactly the given `timesteps` (descending, below T), as diffusers."""
         num_train = self.config.num_train_timesteps
+        if (num_inference_steps is None) == (timesteps is None):
+            raise ValueError("pass exactly one of num_inference_steps and timesteps to set_timesteps")
+        if timesteps is not None:
+            self._set_schedule(custom_timesteps(timesteps, num_train), device)
+            self.num_inference_steps, self.custom_timesteps = len(self.timesteps), True
+            return
         num_inference_steps = check_int("num_inference_steps", num_inference_steps, 1, num_train)
         spacing = self.config.timestep_spacing
         if spacing == "leading":
@@ -150,7 +236,7 @@ class DDPMPaperScheduler(SchedulerMixin, ConfigMixin):
         timesteps = timesteps.astype(np.int64)
         if timesteps.max() >= num_train or timesteps.min() < 0:
             raise ValueError(f"steps_offset={self.config.steps_offset} puts timesteps outside [0, {num_train})")
-        self.num_inference_steps = num_inference_steps
+        self.num_inference_steps, self.custom_timesteps = num_inference_steps, False
         self._set_schedule(timesteps, device)
 
     def _set_schedule(self, timesteps: np.ndarray, device: str | torch.device | None = None) -> None:
@@ -159,16 +245,21 @@ class DDPMPaperScheduler(SchedulerMixin, ConfigMixin):
             self.step_tables, self.step_model_log_variance = self.tables, self.model_log_variance
         else:
             self.step_tables = make_tables(respaced_betas(self.alphas_cumprod, ascending))
-            self.step_model_log_variance = model_log_variance_table(self.step_tables, self.config.variance_type)
+            self.step_model_log_variance = model_log_variance_table(self.step_tables, self.variance_type)
         # step k of the sub-chain ↔ timestep s_k; looked up on the host, so stepping never syncs a device.
         self._index_of_timestep = {int(s): k for k, s in enumerate(ascending)}
         self.timesteps = torch.from_numpy(timesteps.copy()).to(device)
 
     def index_for_timestep(self, timestep: int | torch.Tensor) -> int:
-        """Position k of `timestep` in the ascending schedule; ValueError if it is not scheduled."""
+        """Position k of `timestep` in the ascending schedule; ValueError if it is not an integer or not scheduled."""
+        value = timestep.item() if isinstance(timestep, torch.Tensor) and timestep.numel() == 1 else timestep
+        if isinstance(value, bool) or not isinstance(value, (int, np.integer, float, np.floating)):
+            raise ValueError(f"timestep must be one integer, got {timestep!r}")
+        if value != int(value):
+            raise ValueError(f"timestep must be an integer (a DDPM step), got {timestep!r}")
         try:
-            return self._index_of_timestep[int(timestep)]
-        except (KeyError, TypeError, ValueError, RuntimeError):
+            return self._index_of_timestep[int(value)]
+        except KeyError:
             raise ValueError(
                 f"timestep {timestep!r} is not in the current schedule ({len(self._index_of_timestep)} steps, "
                 f"{int(self.timesteps[-1])}..{int(self.timesteps[0])}); call set_timesteps first"
@@ -194,9 +285,8 @@ class DDPMPaperScheduler(SchedulerMixin, ConfigMixin):
         if variance_noise is not None and generator is not None:
             raise ValueError("pass either generator or variance_noise to step, not both")
         k = self.index_for_timestep(timestep)
-        out = p_mean_variance(
-            self.step_tables, self.step_model_log_variance, model_output, sample, k, self.config.clip_sample
-        )
+        clip = self.config.clip_sample_range if self.config.clip_sample else None
+        out = p_mean_variance(self.step_tables, self.step_model_log_variance, model_output, sample, k, clip)
         noise = None
         if k > 0:
             noise = variance_noise
