@@ -69,6 +69,78 @@ def test_respaced_step_is_the_subchain_posterior():
     assert sched.previous_timestep(t) == s and sched.previous_timestep(0) == -1
 
 
+SPACINGS = ["leading", "linspace", "trailing"]
+# (T, β_1, β_T, steps_offset, step counts): the paper's schedule, and a short one whose large betas make any table
+# error large. The counts include T itself, 1, and ones that do not divide T (where spacings round differently).
+SCHEDULES = [
+    (1000, 1e-4, 0.02, 0, [1, 3, 7, 50, 333, 999, 1000]),
+    (1000, 1e-4, 0.02, 1, [3, 7, 50, 999]),
+    (20, 1e-3, 0.2, 0, [1, 3, 6, 7, 19, 20]),
+]
+
+
+@pytest.mark.parametrize("spacing", SPACINGS)
+def test_timesteps_are_diffusers_for_every_spacing(spacing):
+    """diffusers' own `DDPMScheduler.set_timesteps` is the reference for which timesteps each spacing picks."""
+    for num_train, beta_start, beta_end, offset, counts in SCHEDULES:
+        kwargs = {"num_train_timesteps": num_train, "beta_start": beta_start, "beta_end": beta_end}
+        kwargs |= {"timestep_spacing": spacing, "steps_offset": offset}
+        ours, theirs = DDPMPaperScheduler(**kwargs), DDPMScheduler(**kwargs)
+        for n in counts:
+            ours.set_timesteps(n)
+            theirs.set_timesteps(n)
+            assert ours.timesteps.tolist() == theirs.timesteps.tolist(), (num_train, offset, n)
+
+
+def reference_alphas_cumprod(num_train: int, beta_start: float, beta_end: float) -> np.ndarray:
+    """ᾱ_t = Π_{s≤t} (1 − β_s) for the linear schedule, in float64 numpy (nothing from ddpm_hf)."""
+    return np.cumprod(1.0 - np.linspace(beta_start, beta_end, num_train, dtype=np.float64))
+
+
+def reference_subchain_step(abar, t, s, x_t, eps, z, variance_type, clip):
+    """One step of the sub-chain that jumps from t to s (s = -1: the last step, to x_0), from the definitions:
+    β' = 1 − ᾱ_t/ᾱ_s; q(x_s | x_t, x_0) has mean (√ᾱ_s β' x̂_0 + √(1−β') (1 − ᾱ_s) x_t) / (1 − ᾱ_t) and variance
+    β̃' = β' (1 − ᾱ_s)/(1 − ᾱ_t); σ² is β̃' (fixed_small) or β' (fixed_large); x̂_0 = (x_t − √(1−ᾱ_t) ε)/√ᾱ_t."""
+    a_t = abar[t]
+    a_s = abar[s] if s >= 0 else 1.0
+    beta = 1.0 - a_t / a_s
+    x0 = (x_t - np.sqrt(1.0 - a_t) * eps) / np.sqrt(a_t)
+    if clip:
+        x0 = np.clip(x0, -1.0, 1.0)
+    if s < 0:  # the last step adds no noise: x_0 = x̂_0
+        return x0, x0
+    mean = (np.sqrt(a_s) * beta * x0 + np.sqrt(1.0 - beta) * (1.0 - a_s) * x_t) / (1.0 - a_t)
+    variance = beta * (1.0 - a_s) / (1.0 - a_t) if variance_type == "fixed_small" else beta
+    return mean + np.sqrt(variance) * z, x0
+
+
+@pytest.mark.parametrize("spacing", SPACINGS)
+@pytest.mark.parametrize("variance_type", ["fixed_small", "fixed_large"])
+def test_respaced_steps_are_the_subchain_posterior_from_its_definition(spacing, variance_type):
+    """Every step of every respaced chain against its posterior computed from the definition in float64 numpy, on
+    the timesteps diffusers picks (so a wrong schedule fails here too, with "not in the current schedule")."""
+    rng = np.random.default_rng(0)
+    for num_train, beta_start, beta_end, offset, counts in SCHEDULES:
+        kwargs = {"num_train_timesteps": num_train, "beta_start": beta_start, "beta_end": beta_end}
+        kwargs |= {"timestep_spacing": spacing, "steps_offset": offset}
+        abar = reference_alphas_cumprod(num_train, beta_start, beta_end)
+        ours, theirs = DDPMPaperScheduler(variance_type=variance_type, **kwargs), DDPMScheduler(**kwargs)
+        for n in (n for n in counts if n <= 50):  # every step is checked: the long chains add only time
+            ours.set_timesteps(n)
+            theirs.set_timesteps(n)
+            chain = theirs.timesteps.tolist()
+            for t, s in zip(chain, [*chain[1:], -1], strict=True):
+                x_t, eps, z = (rng.standard_normal((2, 1, 3, 3)) for _ in range(3))
+                eps *= 3  # x̂_0 then leaves [-1, 1] at most t: clipping matters
+                eps_t, x_t_t, z_t = (torch.from_numpy(v) for v in (eps, x_t, z))
+                out = ours.step(eps_t, t, x_t_t, variance_noise=z_t)
+                prev, x0 = reference_subchain_step(abar, t, s, x_t, eps, z, variance_type, clip=True)
+                where = (num_train, offset, n, t)
+                close = {"rtol": 1e-12, "atol": 1e-12, "err_msg": str(where)}
+                np.testing.assert_allclose(out.pred_original_sample.numpy(), x0, **close)
+                np.testing.assert_allclose(out.prev_sample.numpy(), prev, **close)
+
+
 def test_step_reads_nothing_back_from_the_device():
     # Meta tensors hold no data: any host sync (.item(), nonzero, bool()) on them would raise.
     sched = DDPMPaperScheduler()
