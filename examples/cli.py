@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import argparse
+import os
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 import torch
@@ -11,6 +13,7 @@ from PIL import Image
 from ddpm_hf import DDPMPaperPipeline
 from ddpm_hf.analysis import to_pil
 from ddpm_hf.data import ImageDataset, load_image_dataset
+from ddpm_hf.evaluation.inception import files_sha256
 from ddpm_hf.grid import image_grid
 
 if TYPE_CHECKING:
@@ -52,6 +55,19 @@ def load_pipeline(args: argparse.Namespace, folder: str | None = None) -> DDPMPa
     if folder is not None:
         return DDPMPaperPipeline.from_pretrained(folder).to(args.device)
     return DDPMPaperPipeline.from_pretrained(args.model, revision=args.revision).to(args.device)
+
+
+def resolve_model(model: str, revision: str | None) -> tuple[str, str | None]:
+    """The local folder of a pipeline and, for a Hub repo, the commit it was downloaded at."""
+    if os.path.isdir(model):
+        return model, None
+    folder = DDPMPaperPipeline.download(model, revision=revision)
+    return folder, Path(folder).name if Path(folder).parent.name == "snapshots" else revision
+
+
+def weights_sha256(folder: str) -> str:
+    """sha256 over the U-Net's safetensors files: which weights were measured, for local folders too."""
+    return files_sha256(sorted(Path(folder, "unet").glob("*.safetensors")))
 
 
 def add_data_arguments(parser: argparse.ArgumentParser, split: str = "test") -> None:

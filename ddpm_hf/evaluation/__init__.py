@@ -1,23 +1,39 @@
-"""Sample-quality metrics as the paper measured them: FID and Inception Score on TF Inception-v3 features.
+"""Sample-quality metrics: FID and Inception Score on TF Inception-v3 features as the paper measured them, plus
+improved precision/recall and FD_DINOv2; a sharded, resumable sample store for evaluations on many processes.
 
 `python -m ddpm_hf.evaluation.fid DIR_A DIR_B` prints the FID between two folders of images.
 """
 
+from .dinov2 import DEFAULT_DINOV2, DINOv2, DINOv2WeightsError
 from .features import compute_features, dataset_statistics, image_folder, statistics_of
-from .frechet import FIDStatistics, frechet_distance
+from .frechet import FeatureSums, FIDStatistics, frechet_distance
 from .inception import InceptionV3, NoClassifierError, default_weights_path, resize_like_tensorflow
-from .inception_score import inception_score
+from .inception_score import inception_score, inception_score_of_blocks
+from .precision_recall import PrecisionRecall, manifold_radii, precision_recall
+from .store import SampleStore, Shard, ShardStore, StoreMismatchError
 
 __all__ = [
+    "DEFAULT_DINOV2",
+    "DINOv2",
+    "DINOv2WeightsError",
     "FIDStatistics",
+    "FeatureSums",
     "InceptionV3",
     "NoClassifierError",
+    "PrecisionRecall",
+    "SampleStore",
+    "Shard",
+    "ShardStore",
+    "StoreMismatchError",
     "compute_features",
     "dataset_statistics",
     "default_weights_path",
     "frechet_distance",
     "image_folder",
     "inception_score",
+    "inception_score_of_blocks",
+    "manifold_radii",
+    "precision_recall",
     "resize_like_tensorflow",
     "statistics_of",
 ]

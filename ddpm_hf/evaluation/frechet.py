@@ -1,21 +1,28 @@
-"""Fréchet Inception Distance: Gaussian statistics of Inception features, cached as .npz, and their distance."""
+"""Fréchet distances (FID, FD_DINOv2): Gaussian statistics of image features, cached as .npz, and their distance.
+
+Statistics come either from a whole feature array (`FIDStatistics.from_features`) or from float64 sums that are
+accumulated block by block and merged (`FeatureSums`), so that their memory does not grow with the image count.
+"""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 
-_METADATA = ("weights_id", "dataset", "split")
+_METADATA = ("weights_id", "dataset", "split", "extractor", "features_file")
+EXTRACTOR_NAMES = {"inception": "Inception", "dinov2": "DINOv2"}  # how the errors name each feature extractor
 
 
 @dataclass
 class FIDStatistics:
-    """Mean and covariance of Inception pool features, with what they were computed from.
+    """Mean and covariance of image features (Inception pool features by default), with what they were computed from.
 
     Saved as .npz with `mu` and `sigma` like pytorch-fid's and the TTUR code's files (which load here too), plus
-    `num_images` and, when known, `weights_id` (which Inception file), `dataset` and `split`.
+    `num_images` and, when known, `weights_id` (which weights file), `dataset`, `split`, `extractor` (`"inception"`
+    or `"dinov2"`; files without one are Inception's) and `features_file` (the features themselves, an .npy beside
+    the statistics, which precision/recall need).
     """
 
     mu: np.ndarray
@@ -24,6 +31,13 @@ class FIDStatistics:
     weights_id: str | None = None
     dataset: str | None = None
     split: str | None = None
+    extractor: str | None = None
+    features_file: str | None = None
+
+    @property
+    def extractor_name(self) -> str:
+        """The feature extractor, `"inception"` for files written before statistics recorded it."""
+        return self.extractor or "inception"
 
     @classmethod
     def from_features(cls, features: np.ndarray, **metadata: str | None) -> FIDStatistics:
@@ -32,6 +46,11 @@ class FIDStatistics:
         if features.ndim != 2 or len(features) < 2:
             raise ValueError(f"need an [N, D] feature array with N >= 2, got shape {features.shape}")
         return cls(features.mean(axis=0), np.cov(features, rowvar=False), len(features), **metadata)
+
+    @classmethod
+    def from_sums(cls, sums: FeatureSums, **metadata: str | None) -> FIDStatistics:
+        """Mean and unbiased covariance from float64 sums of features and of their outer products."""
+        return cls(sums.mean(), sums.covariance(), sums.count, **metadata)
 
     def save(self, path: str | Path) -> None:
         """Write the statistics to an .npz file."""
@@ -49,6 +68,57 @@ class FIDStatistics:
             metadata = {k: str(data[k]) for k in _METADATA if k in data.files}
             num_images = int(data["num_images"]) if "num_images" in data.files else 0
             return cls(data["mu"].astype(np.float64), data["sigma"].astype(np.float64), num_images, **metadata)
+
+
+@dataclass
+class FeatureSums:
+    """Running float64 sums of [N, D] features — count, Σx and Σxxᵀ — from which their mean and covariance follow.
+
+    Memory is D + D² floats whatever N: features are added block by block (`add`) and sums from other shards or
+    processes are merged (`merge`). Sums added in the same order give bit-identical statistics.
+    """
+
+    dim: int
+    count: int = 0
+    sum: np.ndarray = field(default=None)  # type: ignore[assignment]
+    outer: np.ndarray = field(default=None)  # type: ignore[assignment]
+
+    def __post_init__(self) -> None:
+        if self.sum is None:
+            self.sum = np.zeros(self.dim, dtype=np.float64)
+        if self.outer is None:
+            self.outer = np.zeros((self.dim, self.dim), dtype=np.float64)
+
+    def add(self, features: np.ndarray) -> FeatureSums:
+        """Add the count, Σx and Σxxᵀ of an [n, D] block of features (converted to float64 first)."""
+        x = np.asarray(features, dtype=np.float64)
+        if x.ndim != 2 or x.shape[1] != self.dim:
+            raise ValueError(f"expected [n, {self.dim}] features, got shape {x.shape}")
+        self.count += len(x)
+        self.sum += x.sum(axis=0)
+        self.outer += x.T @ x
+        return self
+
+    def merge(self, other: FeatureSums) -> FeatureSums:
+        """Add another set of sums (of other images) to these."""
+        if other.dim != self.dim:
+            raise ValueError(f"cannot merge sums of {other.dim}-d features into {self.dim}-d ones")
+        self.count += other.count
+        self.sum += other.sum
+        self.outer += other.outer
+        return self
+
+    def mean(self) -> np.ndarray:
+        """μ = Σx / N."""
+        return self.sum / self.count
+
+    def covariance(self) -> np.ndarray:
+        """The unbiased covariance (Σxxᵀ − N μμᵀ) / (N − 1), as np.cov computes it from the features."""
+        if self.count < 2:
+            raise ValueError(f"need at least 2 feature vectors for a covariance, got {self.count}")
+        mu = self.mean()
+        sigma = (self.outer - self.count * np.outer(mu, mu)) / (self.count - 1)
+        return (sigma + sigma.T) / 2  # exactly symmetric, as the eigendecompositions of the distance assume
 
 
 def _root(eigenvalues: np.ndarray) -> np.ndarray:
@@ -70,12 +140,18 @@ def trace_sqrt_product(sigma1: np.ndarray, sigma2: np.ndarray) -> float:
 
 def frechet_distance(a: FIDStatistics, b: FIDStatistics) -> float:
     """|μ1 − μ2|² + Tr(Σ1 + Σ2 − 2 sqrt(Σ1 Σ2)), the FID between two sets of statistics."""
+    if a.extractor_name != b.extractor_name:
+        raise ValueError(
+            f"statistics of different feature extractors ({a.extractor_name} vs {b.extractor_name}): "
+            "their distance would mean nothing; recompute one side with the other's extractor"
+        )
     if a.mu.shape != b.mu.shape or a.sigma.shape != b.sigma.shape:
         raise ValueError(f"statistics of different feature sizes: {a.mu.shape} vs {b.mu.shape}")
     if a.weights_id and b.weights_id and a.weights_id != b.weights_id:
+        name = EXTRACTOR_NAMES.get(a.extractor_name, a.extractor_name)
         raise ValueError(
-            f"statistics computed with different Inception weights ({a.weights_id} vs {b.weights_id}): "
-            "their FID would mean nothing; recompute one side with the other's weights"
+            f"statistics computed with different {name} weights ({a.weights_id} vs {b.weights_id}): "
+            "their distance would mean nothing; recompute one side with the other's weights"
         )
     diff = a.mu - b.mu
     covariance = np.trace(a.sigma) + np.trace(b.sigma) - 2.0 * trace_sqrt_product(a.sigma, b.sigma)

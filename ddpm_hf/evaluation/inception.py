@@ -89,6 +89,8 @@ def full_float32() -> Iterator[None]:
 class InceptionV3(torch.nn.Module):
     """Inception-v3 from a TorchScript file (default: `default_weights_path()`); call it on uint8 NCHW images."""
 
+    name = "inception"  # the feature extractor, as statistics files and feature files record it
+
     def __init__(self, weights: str | Path | None = None, device: str | torch.device = "cpu") -> None:
         super().__init__()
         self.weights_path = Path(weights) if weights is not None else default_weights_path()

@@ -1,0 +1,137 @@
+"""DINOv2 features for FD_DINOv2 (Stein et al. 2023, "Exposing flaws of generative model evaluation metrics").
+
+As their `dgm-eval` computes them: each image resized to 224×224 with PIL's bicubic filter (on the 8-bit image),
+scaled to [0, 1], normalised with the ImageNet mean and standard deviation, and the feature is the class token of
+the last layer after its layer norm (`Dinov2Model`'s `pooler_output`; 1024-d for ViT-L/14). The network is
+`transformers`' `Dinov2Model`, from a Hub id (default `facebook/dinov2-large`, ViT-L/14) or a local folder, in
+float32 with TF32 off. The weights are looked up before anything else runs, so that a missing download fails at
+once, with what to download, rather than after hours of sampling.
+"""
+
+from __future__ import annotations
+
+from functools import cached_property
+from pathlib import Path
+
+import numpy as np
+import torch
+from PIL import Image
+
+from .inception import files_sha256, full_float32
+
+DEFAULT_DINOV2 = "facebook/dinov2-large"  # ViT-L/14, the FD_DINOv2 of Stein et al.
+INPUT_SIZE = 224
+IMAGENET_MEAN = (0.485, 0.456, 0.406)
+IMAGENET_STD = (0.229, 0.224, 0.225)
+_FILES = ["config.json", "*.safetensors", "*.safetensors.index.json"]
+
+
+class DINOv2WeightsError(FileNotFoundError):
+    """The DINOv2 weights are neither a local folder nor in the Hub cache, and cannot be downloaded now."""
+
+
+def dinov2_folder(
+    model: str = DEFAULT_DINOV2,
+    revision: str | None = None,
+    cache_dir: str | Path | None = None,
+    local_files_only: bool | None = None,
+) -> Path:
+    """The local folder of a DINOv2 checkpoint: `model` itself if it is a folder, else its Hub snapshot.
+
+    Downloads what is missing unless offline (`local_files_only`, default: HF_HUB_OFFLINE); raises
+    `DINOv2WeightsError`, naming what to download, when the weights cannot be had.
+    """
+    if Path(model).is_dir():
+        folder = Path(model)
+    else:
+        import huggingface_hub
+
+        offline = huggingface_hub.constants.HF_HUB_OFFLINE if local_files_only is None else local_files_only
+        try:
+            folder = Path(
+                huggingface_hub.snapshot_download(
+                    model, revision=revision, cache_dir=cache_dir, allow_patterns=_FILES, local_files_only=offline
+                )
+            )
+        except Exception as error:  # offline and not cached, unreachable Hub, unknown repo...
+            raise DINOv2WeightsError(
+                f"the DINOv2 weights {model!r} are not available here ({type(error).__name__}: {error}). Download "
+                f"them where the Hub is reachable, `hf download {model}` (into the Hugging Face cache, then copy "
+                "the cache here or set HF_HOME), or pass a local folder holding config.json and model.safetensors "
+                "(--dinov2_model FOLDER)."
+            ) from error
+    if not (folder / "config.json").is_file() or not list(folder.glob("*.safetensors")):
+        raise DINOv2WeightsError(f"{folder} is not a DINOv2 checkpoint: it needs config.json and *.safetensors")
+    return folder
+
+
+class DINOv2(torch.nn.Module):
+    """A `transformers` DINOv2 network giving FD_DINOv2 features of uint8 NCHW images (1 or 3 channels)."""
+
+    name = "dinov2"
+    has_classifier = False
+
+    def __init__(
+        self,
+        model: str = DEFAULT_DINOV2,
+        device: str | torch.device = "cpu",
+        revision: str | None = None,
+        cache_dir: str | Path | None = None,
+    ) -> None:
+        super().__init__()
+        try:
+            from transformers import Dinov2Model
+            from transformers.utils import logging as hf_logging
+        except ImportError as error:
+            raise ImportError("FD_DINOv2 needs transformers: pip install 'ddpm_hf[eval]'") from error
+        self.model = model
+        self.folder = dinov2_folder(model, revision, cache_dir)
+        shown = hf_logging.is_progress_bar_enabled()
+        hf_logging.disable_progress_bar()  # its loading bar would sit among the evaluation's one bar
+        try:
+            self.net = Dinov2Model.from_pretrained(self.folder).float().to(device).eval()
+        finally:
+            if shown:
+                hf_logging.enable_progress_bar()
+        self.register_buffer("mean", torch.tensor(IMAGENET_MEAN).view(1, 3, 1, 1), persistent=False)
+        self.register_buffer("std", torch.tensor(IMAGENET_STD).view(1, 3, 1, 1), persistent=False)
+        self.to(device)
+
+    @cached_property
+    def weights_id(self) -> str:
+        """sha256 of the weights files (first 16 hex digits): statistics from different weights never mix."""
+        return files_sha256(sorted(self.folder.glob("*.safetensors")))[:16]
+
+    @property
+    def device(self) -> torch.device:
+        return next(self.net.parameters()).device
+
+    @property
+    def dim(self) -> int:
+        return int(self.net.config.hidden_size)
+
+    @staticmethod
+    def resize(images: torch.Tensor, size: int = INPUT_SIZE) -> torch.Tensor:
+        """uint8 N×{1,3}×H×W images as uint8 N×3×size×size RGB, resized by PIL's bicubic filter as dgm-eval does."""
+        if images.dtype != torch.uint8 or images.ndim != 4 or images.shape[1] not in (1, 3):
+            raise ValueError(f"expected uint8 N×C×H×W images with 1 or 3 channels, got {images.dtype} {images.shape}")
+        out = []
+        for image in images.cpu().numpy():
+            pil = Image.fromarray(image[0] if image.shape[0] == 1 else image.transpose(1, 2, 0)).convert("RGB")
+            out.append(np.asarray(pil.resize((size, size), Image.BICUBIC)).transpose(2, 0, 1))
+        return torch.from_numpy(np.stack(out))
+
+    @torch.inference_mode()
+    def extract(self, images: torch.Tensor, probabilities: bool = False) -> tuple[torch.Tensor, None]:
+        """Features [N, D] (float32, on CPU) of uint8 NCHW images; DINOv2 has no class probabilities."""
+        if probabilities:
+            raise ValueError("DINOv2 has no classifier: the Inception Score needs Inception weights with a head")
+        x = self.resize(images).to(self.device, torch.float32) / 255.0
+        x = (x - self.mean) / self.std
+        with full_float32():
+            features = self.net(pixel_values=x).pooler_output
+        return features.float().cpu(), None
+
+    def forward(self, images: torch.Tensor) -> torch.Tensor:
+        """Features [N, D] of uint8 N×C×H×W images."""
+        return self.extract(images)[0]
