@@ -116,7 +116,8 @@ def test_bf16_precision_runs_and_stays_close():
     pipe = tiny_pipeline()
     fp32, bf16 = sample(pipe, 10, precision="fp32"), sample(pipe, 10, precision="bf16")
     assert bf16.dtype == np.float32
-    assert np.abs(fp32 - bf16).mean() < 0.05
+    # Really bf16 (fp32 itself would pass the upper bound), and close: measured 1e-3, against 0.4 for another seed.
+    assert 1e-4 < np.abs(fp32 - bf16).mean() < 0.05
 
 
 @pytest.mark.parametrize(
