@@ -1,5 +1,6 @@
 """What only a CUDA GPU can check (skipped elsewhere; benchmarks/gpu_check.sh runs it): the CUDA-graph sampler
-of precision="auto", fp32 parity with diffusers on the GPU, and the training loop's GPU fast path."""
+of precision="auto" (counted replays, bf16 autocast), fp32 parity with diffusers on the GPU, and the training loop's
+GPU fast path."""
 
 import json
 
@@ -34,14 +35,31 @@ def test_graph_replays_compute_what_the_function_computes():
         torch.backends.cudnn.allow_tf32 = True
 
 
-def test_auto_sampling_from_a_graph_matches_eager_bf16():
+def test_auto_samples_from_a_cuda_graph_in_bf16(monkeypatch):
+    """precision="auto" replays one recorded graph per denoising step, recorded under bf16 autocast; its images equal
+    eager bf16's and differ from fp32's by about bf16's resolution."""
+    if not torch.cuda.is_bf16_supported(including_emulation=False):
+        pytest.skip("this GPU has no native bf16, so precision='auto' is eager fp32 here")
+    replayed = []  # the id of the graph behind each replay
+    replay = torch.cuda.CUDAGraph.replay
+    monkeypatch.setattr(torch.cuda.CUDAGraph, "replay", lambda graph: (replayed.append(id(graph)), replay(graph))[1])
     pipe = tiny_pipeline().to(CUDA)
+    conv_dtypes = []  # seen while the graph is recorded (a replay runs no Python)
+    for module in pipe.unet.modules():
+        if isinstance(module, torch.nn.Conv2d):
+            module.register_forward_hook(lambda _m, _i, out: conv_dtypes.append(out.dtype))
     for batch in (3, 5):  # a new shape records a new graph
         kwargs = {"batch_size": batch, "num_inference_steps": 20, "output_type": "pt"}
+        replayed.clear(), conv_dtypes.clear()
         graphed = pipe(generator=generators(batch), precision="auto", **kwargs).images
+        assert len(replayed) == 20 and len(set(replayed)) == 1  # every step a replay of one graph
+        assert conv_dtypes and set(conv_dtypes) == {torch.bfloat16}
         eager = pipe(generator=generators(batch), precision="bf16", **kwargs).images
+        fp32 = pipe(generator=generators(batch), precision="fp32", **kwargs).images
+        assert len(replayed) == 20  # "bf16" and "fp32" run eagerly
         assert graphed.shape == (batch, 3, 8, 8)
         assert (graphed - eager).abs().max().item() < 2e-3
+        assert 1e-5 < (graphed - fp32).abs().mean().item() < 0.05
 
 
 def test_fp32_on_the_gpu_matches_diffusers():
