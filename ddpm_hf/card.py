@@ -21,8 +21,36 @@ NO_TRAINING_DETAILS = "Training configuration not recorded."
 METRICS = {
     "fid": ("fid", "FID", "reference"),
     "inception_score": ("inception_score", "Inception Score", None),
+    "precision": ("precision", "Precision (k = 3)", "reference"),
+    "recall": ("recall", "Recall (k = 3)", "reference"),
+    "fd_dinov2": ("fd_dinov2", "FD_DINOv2", "reference"),
     "nll_bits_per_dim": ("nll", "NLL (bits/dim)", "nll_data"),
 }
+FEATURES = {"inception": "Inception-v3 (TF 2015-12-05)", "dinov2": "DINOv2"}
+
+
+def _measurement(metrics: dict[str, Any], key: str) -> tuple[dict[str, Any], int | None, str]:
+    """The data a metric was measured against, on how many images, and with which features.
+
+    evaluate.py records these per metric under "measurements"; JSONs written before it did (FID, IS and NLL only)
+    hold one sample count and one reference for all.
+    """
+    record = (metrics.get("measurements") or {}).get(key)
+    data_key = METRICS[key][2]
+    if record is None:  # an older metrics.json
+        data = (metrics.get(data_key) or {}) if data_key else {}
+        count = data.get("num_images") if key == "nll_bits_per_dim" else metrics.get("num_samples")
+        return data, count, "" if key == "nll_bits_per_dim" else "inception"
+    data = record.get("reference") or record.get("data") or {}
+    return data, record.get("num_samples", record.get("num_images")), record.get("features", "")
+
+
+def _features_name(metrics: dict[str, Any], features: str) -> str:
+    """How the card names a feature extractor: Inception's weights, or the DINOv2 checkpoint's name."""
+    if features == "dinov2":
+        model = ((metrics.get("extractors") or {}).get("dinov2") or {}).get("model")
+        return f"DINOv2 ({dataset_id(model)})" if model else FEATURES["dinov2"]
+    return FEATURES.get(features, features or "—")
 
 
 def dataset_id(name: str | None) -> str | None:
@@ -35,13 +63,14 @@ def dataset_id(name: str | None) -> str | None:
 
 
 def _metric_rows(metrics: dict[str, Any], dataset: str | None) -> list[dict[str, Any]]:
-    """One row per measured metric: name, value, the data it was measured on, and its model-index entry."""
+    """One row per measured metric: name, value, the data and image count it was measured on, its features, and
+    its model-index entry."""
     rows = []
     for key, (metric_type, name, data_key) in METRICS.items():
         value = metrics.get("metrics", {}).get(key)
         if value is None:
             continue
-        data = (metrics.get(data_key) or {}) if data_key else {}
+        data, count, features = _measurement(metrics, key)
         data_name = dataset_id(data.get("dataset")) or dataset
         split = data.get("split")
         std = metrics["metrics"].get(f"{key}_std")
@@ -50,6 +79,8 @@ def _metric_rows(metrics: dict[str, Any], dataset: str | None) -> list[dict[str,
                 "name": name,
                 "value": f"{value:.2f}" + (f" ± {std:.2f}" if std is not None else ""),
                 "data": " ".join(filter(None, [data_name, split and f"({split})"])) if data_key else "—",
+                "images": f"{count:,}" if count else "—",
+                "features": _features_name(metrics, features),
                 "result": EvalResult(
                     task_type=TASK,
                     dataset_type=data_name,

@@ -7,6 +7,7 @@ import pytest
 import torch
 from PIL import Image
 
+from ddpm_hf.card import render_model_card
 from ddpm_hf.evaluation import DINOv2, DINOv2WeightsError, FIDStatistics, SampleStore, frechet_distance
 from ddpm_hf.evaluation.dinov2 import IMAGENET_MEAN, IMAGENET_STD, dinov2_folder
 from tiny import tiny_pipeline
@@ -82,6 +83,10 @@ def test_fd_dinov2_end_to_end(tmp_path, dinov2_dir, run_example, one_thread):
     images = torch.cat(list(store.image_batches(6)))
     direct = frechet_distance(FIDStatistics.from_features(model(images).numpy(), extractor="dinov2"), reference)
     assert result["metrics"]["fd_dinov2"] == pytest.approx(direct, rel=1e-6) and direct > 0
+    card = render_model_card("user/tiny", metrics=result)
+    value = result["metrics"]["fd_dinov2"]
+    assert f"| FD_DINOv2 | {value:.2f} | sklearn-digits (train) | 6 | DINOv2 ({dinov2_dir.name}) |" in card.text
+    assert [(r.metric_type, r.metric_value) for r in card.data.eval_results] == [("fd_dinov2", round(value, 6))]
 
 
 def test_fd_dinov2_refusals_come_before_sampling(tmp_path, dinov2_dir, run_example, monkeypatch):

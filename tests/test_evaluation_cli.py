@@ -4,12 +4,14 @@ A tiny TorchScript stands in for Inception (tests/tiny_inception.py) so that the
 """
 
 import json
+import re
 
 import numpy as np
 import pytest
 import torch
 from PIL import Image
 
+from ddpm_hf.card import render_model_card
 from ddpm_hf.evaluation import FIDStatistics, InceptionV3, frechet_distance, image_folder, statistics_of
 from ddpm_hf.evaluation.fid import main as fid_main
 from tiny import tiny_pipeline
@@ -62,6 +64,12 @@ def test_fid_stats_then_evaluate_writes_metrics_and_grid(tmp_path, run_example):
     assert result["model_revision"] is None and len(result["model_weights_sha256"]) == 64
     assert result["reference"]["dataset"] == "sklearn-digits" and result["wall_time_s"]["total"] > 0
     assert Image.open(out / "samples.png").size == (3 * 8, 2 * 8)  # 6 samples of 8×8 in a 2×3 grid
+    # The model card carries each metric with its image count and feature extractor.
+    card = render_model_card("user/tiny", metrics=result).text
+    inception = "Inception-v3 (TF 2015-12-05)"
+    assert f"| FID | {result['metrics']['fid']:.2f} | sklearn-digits (train) | 10 | {inception} |" in card
+    score = result["metrics"]["inception_score"]
+    assert re.search(rf"\| Inception Score \| {score:.2f} ± [\d.]+ \| — \| 10 \| {re.escape(inception)} \|", card)
 
     # The samples are those of the pipeline with one generator per image, whatever the batch size.
     pipe = tiny_pipeline()
