@@ -40,6 +40,7 @@ def load_image_dataset(
     split: str = "train",
     image_column: str | None = None,
     cache_dir: str | None = None,
+    config_name: str | None = None,
 ) -> tuple[datasets.Dataset, str]:
     """Load images lazily from a Hub id or local path (`load_dataset`: parquet, imagefolder, arrow...), a
     `save_to_disk` folder, a folder of images (`train_data_dir`), or the bundled `sklearn-digits`.
@@ -62,7 +63,7 @@ def load_image_dataset(
     elif train_data_dir is not None:
         ds = datasets.load_dataset("imagefolder", data_dir=train_data_dir, split=split, cache_dir=cache_dir)
     else:
-        ds = datasets.load_dataset(dataset_name, split=split, cache_dir=cache_dir)
+        ds = datasets.load_dataset(dataset_name, config_name, split=split, cache_dir=cache_dir)
     if image_column is None:
         found = [c for c in IMAGE_COLUMNS if c in ds.column_names]
         if not found:

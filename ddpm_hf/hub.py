@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import tempfile
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -63,6 +64,7 @@ def pipeline_files(folder: str | Path, extra: tuple[str, ...] = ("README.md",)) 
         component = folder / name
         own = [p for p in sorted(component.iterdir()) if p.is_file() and p.name.endswith(COMPONENT_FILE_SUFFIXES)]
         files += [f"{name}/{p.name}" for p in own] if component.is_dir() else []
+    files += [path for path in loader_files(json.loads(index.read_text())) if (folder / path).is_file()]
     return files + [name for name in extra if (folder / name).is_file()]
 
 
@@ -91,7 +93,8 @@ def upload_folder(
         for name in (files if files is not None else pipeline_files(folder))
     ]
     try:
-        api.create_repo(repo_id, private=private, exist_ok=True)
+        # A bare name is created in the caller's namespace; the Hub answers with the full id.
+        repo_id = api.create_repo(repo_id, private=private, exist_ok=True).repo_id
         if private and not api.repo_info(repo_id).private:
             raise HubUploadError(
                 f"{repo_id} already exists and is public, and private=True does not change an existing repo's "
@@ -146,9 +149,75 @@ def upload_pipeline(pipeline: DiffusionPipeline, repo_id: str, *, card: ModelCar
         return upload_folder(tmp, repo_id, source="the local pipeline", **kwargs)
 
 
+LOADER_MODULE = "pipeline"  # model_index.json names this file as the pipeline class's module
+PACKAGE = "ddpm_hf"  # what model_index.json records as our components' library
+_LOADER_SOURCE = '''"""Lets diffusers' generic loader open this pipeline of the `ddpm_hf` package (pip install ddpm_hf):
+
+    DiffusionPipeline.from_pretrained(FOLDER_OR_REPO_ID, trust_remote_code=True)
+
+It only imports the installed package. `ddpm_hf`'s own `from_pretrained` never runs it.
+"""
+
+from ddpm_hf import {name}  # noqa: F401
+'''
+
+
+def loader_files(index: dict[str, Any]) -> dict[str, str]:
+    """The code files, by path, that diffusers' custom-pipeline route needs to load a pipeline of this package: the
+    pipeline class's module, and one per component of this package (from a Hub repo diffusers imports a component of
+    a library it does not know only through such a file), each mapped to the class it imports."""
+    name = index["_class_name"]
+    files = {f"{LOADER_MODULE}.py": name[1] if isinstance(name, list) else name}
+    for component, value in index.items():
+        if not component.startswith("_") and isinstance(value, list) and value[0] == PACKAGE:
+            files[f"{component}/{PACKAGE}.py"] = value[1]
+    return files
+
+
+def write_loader(folder: str | Path) -> None:
+    """Make a saved pipeline folder loadable by `DiffusionPipeline.from_pretrained(..., trust_remote_code=True)`:
+    the `loader_files`, and model_index.json's `_class_name` naming the pipeline's."""
+    folder = Path(folder)
+    index = json.loads((folder / "model_index.json").read_text())
+    for path, class_name in loader_files(index).items():
+        (folder / path).write_text(_LOADER_SOURCE.format(name=class_name))
+    index["_class_name"] = [LOADER_MODULE, loader_files(index)[f"{LOADER_MODULE}.py"]]
+    (folder / "model_index.json").write_text(json.dumps(index, indent=2, sort_keys=True) + "\n")
+
+
+def weights_view(folder: str | Path, view: str | Path) -> None:
+    """Link into `view` the pipeline's configs and weights from `folder`, and no code: what this package's loader
+    reads, so that it never runs a file from the folder (or from a Hub cache the generic loader also filled)."""
+    for name in pipeline_files(folder, extra=()):
+        if name.endswith(".py"):
+            continue
+        target = Path(view, name)
+        target.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            target.symlink_to(Path(folder, name).resolve())
+        except OSError:  # no symlinks here (Windows without the privilege): a copy reads the same
+            shutil.copy2(Path(folder, name), target)
+
+
 class PipelineHubMixin:
     """`from_pretrained` from Hub repo ids and `push_to_hub` with the project's model card, for a `DiffusionPipeline`
-    whose components live in a pip-installed package (list it before `DiffusionPipeline` among the bases)."""
+    whose components live in a pip-installed package (list it before `DiffusionPipeline` among the bases). Saved
+    folders also open with diffusers' generic loader (`write_loader`)."""
+
+    def save_pretrained(self, save_directory: str | os.PathLike, **kwargs: Any) -> None:
+        """diffusers' `save_pretrained`, plus the files that let `DiffusionPipeline.from_pretrained` read it."""
+        super().save_pretrained(save_directory, **kwargs)
+        write_loader(save_directory)
+
+    @classmethod
+    def load_config(cls, *args: Any, **kwargs: Any) -> Any:
+        """diffusers' `load_config`; a `_class_name` naming the loader file is read as this class, so that this
+        class's `from_pretrained` never runs code from the folder it loads."""
+        loaded = super().load_config(*args, **kwargs)
+        config = loaded[0] if isinstance(loaded, tuple) else loaded
+        if isinstance(config.get("_class_name"), list) and config["_class_name"][0] == LOADER_MODULE:
+            config["_class_name"] = config["_class_name"][1]
+        return loaded
 
     @classmethod
     def download(cls, pretrained_model_name: str, **kwargs: Any) -> str:
@@ -166,7 +235,11 @@ class PipelineHubMixin:
         folder = pretrained_model_name_or_path
         if not os.path.isdir(folder):
             folder = cls.download(str(folder), **kwargs)
-        return super().from_pretrained(folder, use_safetensors=True, **kwargs)
+        with tempfile.TemporaryDirectory() as view:
+            weights_view(folder, view)
+            pipe = super().from_pretrained(view, use_safetensors=True, **kwargs)
+        pipe.register_to_config(_name_or_path=str(pretrained_model_name_or_path))
+        return pipe
 
     def push_to_hub(
         self,

@@ -23,10 +23,10 @@ def test_push_and_load_by_repo_id(hub_server):
     pipe = tiny_pipeline()
     pipe.push_to_hub("user/ddpm-tiny")
     assert hub_server.server.lfs_objects  # the weights took the large-file path
-    # diffusers alone cannot resolve a pip-installed plugin's components from a repo id ...
-    with pytest.raises(ValueError, match="ddpm_hf"):
+    # diffusers' generic loader runs the repo's loader files only when told to, and says so ...
+    with pytest.raises(ValueError, match="trust_remote_code=True"):
         DiffusionPipeline.download("user/ddpm-tiny")
-    # ... DDPMPaperPipeline can.
+    # ... DDPMPaperPipeline reads the weights and configs alone (tests/test_generic_loader.py: the other route).
     loaded = DDPMPaperPipeline.from_pretrained("user/ddpm-tiny")
     for key, value in pipe.unet.state_dict().items():
         assert torch.equal(loaded.unet.state_dict()[key], value), key

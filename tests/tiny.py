@@ -59,8 +59,7 @@ def train_tiny_digits(steps: int = 40, num_train_timesteps: int = 50, seed: int 
 
 
 TINY_TRAINING = {  # the digits preset at toy size: a step takes a few milliseconds
-    "unet_config": {
-        "sample_size": 8,
+    "unet_config": {  # sample_size follows --resolution
         "in_channels": 1,
         "out_channels": 1,
         "block_out_channels": [16, 16],
@@ -91,6 +90,9 @@ PUSHED_PIPELINE_FILES = {  # what a pushed run's repo holds: the pipeline, its c
     "unet/config.json",
     "unet/diffusion_pytorch_model.safetensors",
     "scheduler/scheduler_config.json",
+    "pipeline.py",  # the files diffusers' generic loader imports the classes through
+    "unet/ddpm_hf.py",
+    "scheduler/ddpm_hf.py",
     "README.md",
     "samples.png",
 }

@@ -24,11 +24,14 @@ def list_checkpoints(checkpoint_dir: str | os.PathLike) -> list[Path]:
 
 
 def resolve_checkpoint(checkpoint_dir: str | os.PathLike, choice: str) -> Path | None:
-    """`latest` → the newest complete checkpoint (None if there is none yet); otherwise the given folder."""
+    """`latest` → the newest complete checkpoint (None if there is none yet); `checkpoint-N` → that one in
+    `checkpoint_dir` (as diffusers' scripts name them); anything else → the folder at that path."""
     if choice == "latest":
         found = list_checkpoints(checkpoint_dir)
         return found[-1] if found else None
     path = Path(choice)
+    if _NAME.match(choice) and not path.exists():
+        path = Path(checkpoint_dir) / choice
     if not (path / STATE_FILE).is_file():
         raise FileNotFoundError(f"{path} is not a complete checkpoint (no {STATE_FILE})")
     return path

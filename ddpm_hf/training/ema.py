@@ -1,4 +1,4 @@
-"""Exponential moving average of the weights, as the reference keeps it: constant decay, no warm-up."""
+"""Exponential moving average of the weights: the reference's constant decay, or diffusers' warm-up on request."""
 
 from __future__ import annotations
 
@@ -7,10 +7,20 @@ from typing import Any
 import torch
 
 
+def warmup_decay(update: int, max_decay: float, inv_gamma: float, power: float, min_decay: float) -> float:
+    """diffusers' `EMAModel` warm-up for the `update`-th update (1-based): 0 (a copy) at the first, then
+    1 - (1 + n / inv_gamma)^-power for n = update - 1, kept within [min_decay, max_decay]."""
+    n = update - 1
+    if n <= 0:
+        return 0.0
+    return max(min(1.0 - (1.0 + n / inv_gamma) ** -power, max_decay), min_decay)
+
+
 class EMA:
     """θ_ema ← decay · θ_ema + (1 - decay) · θ after every optimizer step, in float32 whatever the model's dtype.
 
-    Registered with `accelerator.register_for_checkpointing`, so `save_state`/`load_state` carry it.
+    Registered with `accelerator.register_for_checkpointing`, so `save_state`/`load_state` carry it. `decay` is the
+    one last applied (the constant given here unless `update` is passed another).
     """
 
     def __init__(self, model: torch.nn.Module, decay: float) -> None:
@@ -18,7 +28,9 @@ class EMA:
         self.shadow = [p.detach().float().clone() for p in model.parameters()]
 
     @torch.no_grad()
-    def update(self, model: torch.nn.Module) -> None:
+    def update(self, model: torch.nn.Module, decay: float | None = None) -> None:
+        if decay is not None:
+            self.decay = decay
         params = [p.detach().float() for p in model.parameters()]
         torch._foreach_lerp_(self.shadow, params, 1.0 - self.decay)  # one fused kernel over all tensors
 

@@ -6,7 +6,10 @@ import os
 import shutil
 from pathlib import Path
 
+import numpy as np
 import torch
+from accelerate import Accelerator
+from PIL import Image
 
 from ..card import render_model_card
 from ..grid import image_grid
@@ -18,23 +21,40 @@ from .config import TrainConfig
 from .ema import EMA
 
 
-def ema_pipeline(ema: EMA, unet: torch.nn.Module, scheduler: DDPMPaperScheduler) -> DDPMPaperPipeline:
-    """A pipeline holding a copy of `unet` (unwrapped) with the EMA weights (the paper samples from those)."""
+def ema_pipeline(ema: EMA | None, unet: torch.nn.Module, scheduler: DDPMPaperScheduler) -> DDPMPaperPipeline:
+    """A pipeline holding a copy of `unet` (unwrapped) with the EMA weights (the paper samples from those), or with
+    the trained weights themselves when there is no EMA (`--use_ema false`)."""
     model = DDPMUNet2DModel.from_config(unet.config).to(next(unet.parameters()).device)
-    ema.copy_to(model)
+    if ema is not None:
+        ema.copy_to(model)
+    else:
+        model.load_state_dict(unet.state_dict())
     pipe = DDPMPaperPipeline(unet=model.eval(), scheduler=DDPMPaperScheduler.from_config(scheduler.config))
     pipe.set_progress_bar_config(disable=True)
     return pipe
 
 
-def save_sample_grid(pipe: DDPMPaperPipeline, cfg: TrainConfig, path: Path) -> Path:
-    """A grid of `num_grid_images` samples with fixed per-image seeds, so grids compare across steps."""
+def save_sample_grid(pipe: DDPMPaperPipeline, cfg: TrainConfig, path: Path) -> list[Image.Image]:
+    """A grid of `num_grid_images` samples with fixed per-image seeds, so grids compare across steps; returns the
+    samples."""
     n = cfg.num_grid_images
     generators = [torch.Generator().manual_seed(cfg.seed + i) for i in range(n)]
     images = pipe(batch_size=n, generator=generators, num_inference_steps=cfg.num_inference_steps).images
     path.parent.mkdir(parents=True, exist_ok=True)
     image_grid(images, pad=1, scale=max(1, 32 // images[0].width)).save(path)
-    return path
+    return images
+
+
+def log_grid(accelerator: Accelerator, images: list[Image.Image], step: int) -> None:
+    """Send sample images to the run's trackers (TensorBoard, W&B), as diffusers' training script does."""
+    for tracker in accelerator.trackers:
+        if tracker.name == "tensorboard":
+            batch = np.stack([np.asarray(image.convert("RGB")) for image in images])
+            tracker.writer.add_images("samples", batch, step, dataformats="NHWC")
+        elif tracker.name == "wandb":
+            import wandb
+
+            tracker.log({"samples": [wandb.Image(image) for image in images]}, step=step)
 
 
 def save_pipeline(pipe: DDPMPaperPipeline, cfg: TrainConfig, output_dir: Path) -> None:
@@ -42,7 +62,7 @@ def save_pipeline(pipe: DDPMPaperPipeline, cfg: TrainConfig, output_dir: Path) -
     tmp = output_dir / ".tmp-pipeline"
     shutil.rmtree(tmp, ignore_errors=True)
     pipe.save_pretrained(tmp)
-    repo_id = cfg.hub_model_id or output_dir.resolve().name
+    repo_id = cfg.hub_model_id or str(output_dir)  # what the card's snippets load: the repo, or this folder
     details = "| setting | value |\n|---|---|\n" + "\n".join(f"| `{k}` | `{v}` |" for k, v in cfg.to_dict().items())
     render_model_card(repo_id, dataset=cfg.dataset_name, training_details=details).save(tmp / "README.md")
     for entry in sorted(tmp.iterdir()):
@@ -53,9 +73,9 @@ def save_pipeline(pipe: DDPMPaperPipeline, cfg: TrainConfig, output_dir: Path) -
     tmp.rmdir()
 
 
-def push_pipeline(output_dir: Path, repo_id: str, private: bool = False) -> None:
+def push_pipeline(output_dir: Path, repo_id: str, private: bool = False, token: str | None = None) -> None:
     """Upload the final pipeline, its card and sample grid (never checkpoints); `HubUploadError` says why a push
     failed."""
     files = pipeline_files(output_dir, extra=("README.md", "samples.png"))
-    info = upload_folder(output_dir, repo_id, private=private, files=files, commit_message="Train DDPM")
+    info = upload_folder(output_dir, repo_id, private=private, token=token, files=files, commit_message="Train DDPM")
     print(f"pushed {output_dir} to {repo_id} ({info.commit_url})")

@@ -8,7 +8,10 @@ checkpoints, sample grids, exports); each method does one of those jobs. `Traine
 from __future__ import annotations
 
 import contextlib
+import dataclasses
+import inspect
 import json
+import math
 import os
 import time
 from collections.abc import Iterable
@@ -16,7 +19,9 @@ from pathlib import Path
 
 import torch
 from accelerate import Accelerator
+from accelerate.state import AcceleratorState
 from accelerate.utils import ProjectConfiguration, set_seed
+from diffusers import UNet2DModel
 from tqdm.auto import tqdm
 
 from ..data import ImageDataset, load_image_dataset, scale_to_model
@@ -27,10 +32,10 @@ from .batches import StepBatchSampler, collate_valid, micro_slice, step_randomne
 from .callbacks import TrainerCallback
 from .checkpoint import load_checkpoint, resolve_checkpoint, save_checkpoint
 from .config import TrainConfig
-from .ema import EMA
-from .export import ema_pipeline, push_pipeline, save_pipeline, save_sample_grid
+from .ema import EMA, warmup_decay
+from .export import ema_pipeline, log_grid, push_pipeline, save_pipeline, save_sample_grid
 from .losses import diffusion_loss, make_loss
-from .optim import make_optimizer, warmup_lr
+from .optim import learning_rate, make_optimizer
 
 
 class TrainingDiverged(RuntimeError):
@@ -45,23 +50,37 @@ class Trainer:
             raise ValueError("no training data: pass --dataset_name or --train_data_dir")
         self.cfg, self.callbacks = cfg, list(callbacks)
         self.output_dir, self.checkpoint_dir = Path(cfg.output_dir), Path(cfg.output_dir) / "checkpoints"
+        # Accelerate keeps one mixed-precision state per process and would reuse a previous run's (a notebook, the
+        # tests); a new run starts from its own settings. The process group and device (PartialState) are kept.
+        AcceleratorState._reset_state()
         self.accelerator = Accelerator(
-            mixed_precision=cfg.mixed_precision,
+            mixed_precision=cfg.mixed_precision,  # None: whatever `accelerate config` / `launch` chose
             log_with=cfg.report_to,
             project_config=ProjectConfiguration(
-                project_dir=str(self.output_dir), logging_dir=str(self.output_dir / "logs")
+                project_dir=str(self.output_dir), logging_dir=str(self.output_dir / cfg.logging_dir)
             ),
         )
         self.say = self.accelerator.print
+        self.check_precision()
         self.micro_batch = self.split_batch()
         self.build_model()
         self.data = self.load_data()
+        self.plan_steps()
         self.build_optimization()
         self.step = self.resume()
         self.record_config()
         self.loader = self.make_loader()
 
     # --- set-up ----------------------------------------------------------------------------------------------
+
+    def check_precision(self) -> None:
+        """Refuse a mixed precision Accelerate would silently not apply (fp16 autocast on a CPU)."""
+        acc = self.accelerator
+        if acc.mixed_precision != "no" and not acc.native_amp and acc.device.type == "cpu":
+            raise ValueError(
+                f"mixed precision {acc.mixed_precision!r} has no effect on a CPU here (Accelerate would train in "
+                "fp32): use --mixed_precision bf16 or no"
+            )
 
     def split_batch(self) -> int:
         """The per-device micro-batch: the global batch over processes × accumulation steps."""
@@ -89,12 +108,19 @@ class Trainer:
         streams for dropout."""
         cfg = self.cfg
         set_seed(cfg.seed)
-        self.unet = DDPMUNet2DModel.from_paper_config(cfg.model, dropout=cfg.dropout, **cfg.unet_config)
+        loaded = {}
+        if cfg.model_config_name_or_path:  # diffusers' --model_config_name_or_path: a UNet2DModel config to train
+            keys = set(inspect.signature(UNet2DModel.__init__).parameters) - {"self"}
+            loaded = {k: v for k, v in UNet2DModel.load_config(cfg.model_config_name_or_path).items() if k in keys}
+        overrides = {**loaded, **cfg.unet_config, "sample_size": cfg.resolution}  # the network follows the data
+        self.unet = DDPMUNet2DModel.from_paper_config(cfg.model, **{**overrides, "dropout": cfg.dropout})
         self.scheduler = DDPMPaperScheduler(
             num_train_timesteps=cfg.num_train_timesteps,
             beta_start=cfg.beta_start,
             beta_end=cfg.beta_end,
+            beta_schedule=cfg.beta_schedule,
             variance_type=cfg.variance_type,
+            prediction_type=cfg.prediction_type,
         )
         set_seed(cfg.seed, device_specific=True)
         device = self.accelerator.device
@@ -106,23 +132,57 @@ class Trainer:
 
     def load_data(self) -> ImageDataset:
         cfg, channels = self.cfg, self.unet.config.in_channels
-        ds, column = load_image_dataset(cfg.dataset_name, cfg.train_data_dir, cfg.dataset_split, cfg.image_column)
+        ds, column = load_image_dataset(
+            cfg.dataset_name,
+            cfg.train_data_dir,
+            cfg.dataset_split,
+            cfg.image_column,
+            cache_dir=cfg.cache_dir,
+            config_name=cfg.dataset_config_name,
+        )
         data = ImageDataset(ds, column, cfg.resolution, channels, skip_bad_images=cfg.skip_bad_images)
         self.say(
             f"{len(data)} training images from {cfg.dataset_name or cfg.train_data_dir}, {channels}×{cfg.resolution}²"
         )
         return data
 
+    def plan_steps(self) -> None:
+        """Epoch-based flags (diffusers' --num_epochs, --save_images_epochs, --save_model_epochs) as step counts; the
+        effective values replace the configured ones, so train_config.json and the card say what ran."""
+        cfg = self.cfg
+        per_epoch = math.ceil(len(self.data) / cfg.train_batch_size)
+        steps = {}
+        if cfg.num_epochs is not None:
+            steps["max_train_steps"] = cfg.num_epochs * per_epoch
+        if cfg.save_images_epochs is not None:
+            steps["save_images_steps"] = cfg.save_images_epochs * per_epoch
+        if cfg.save_model_epochs is not None:
+            steps["save_pipeline_steps"] = cfg.save_model_epochs * per_epoch
+        if steps:
+            self.say(
+                f"{per_epoch} steps per epoch of {len(self.data)} images: "
+                + ", ".join(f"{k} = {v}" for k, v in steps.items())
+            )
+        self.cfg = dataclasses.replace(cfg, mixed_precision=self.accelerator.mixed_precision, **steps)
+
     def build_optimization(self) -> None:
         """Adam on the prepared (possibly DDP-wrapped) network, and the EMA of its weights."""
         cfg = self.cfg
         betas = (cfg.adam_beta1, cfg.adam_beta2)
         optimizer = make_optimizer(
-            self.unet.parameters(), cfg.learning_rate, betas, cfg.adam_epsilon, self.accelerator.device
+            self.unet.parameters(),
+            cfg.learning_rate,
+            betas,
+            cfg.adam_epsilon,
+            self.accelerator.device,
+            weight_decay=cfg.adam_weight_decay,
         )
         self.network, self.optimizer = self.accelerator.prepare(self.unet, optimizer)
-        self.ema = EMA(self.unet, cfg.ema_decay)
-        self.accelerator.register_for_checkpointing(self.ema)
+        self.ema = EMA(self.unet, cfg.ema_decay) if cfg.use_ema else None
+        if self.ema is not None:
+            self.accelerator.register_for_checkpointing(self.ema)
+            warmup = f"diffusers' warm-up (inv_gamma {cfg.ema_inv_gamma}, power {cfg.ema_power}) up to"
+            self.say(f"EMA of the weights: {warmup if cfg.ema_warmup else 'constant decay'} {cfg.ema_decay}")
 
     def resume(self) -> int:
         """The step to start from: 0, or that of the checkpoint `--resume_from_checkpoint` names."""
@@ -190,7 +250,10 @@ class Trainer:
 
     def run_step(self) -> None:
         """One optimizer step on the global batch: Algorithm 1's gradient step, then the EMA update."""
-        self.lr = warmup_lr(self.step, self.cfg.learning_rate, self.cfg.lr_warmup_steps)
+        cfg = self.cfg
+        self.lr = learning_rate(
+            cfg.lr_scheduler, self.step, cfg.learning_rate, cfg.lr_warmup_steps, cfg.max_train_steps
+        )
         for group in self.optimizer.param_groups:
             group["lr"] = self.lr
         self.step_loss = self.forward_backward()
@@ -198,7 +261,11 @@ class Trainer:
         self.grad_norm = self.accelerator.clip_grad_norm_(self.network.parameters(), self.cfg.max_grad_norm)
         self.optimizer.step()
         self.optimizer.zero_grad(set_to_none=True)
-        self.ema.update(self.unet)
+        if self.ema is not None:
+            decay = cfg.ema_decay  # the paper's constant, or diffusers' warm-up, a function of the step alone
+            if cfg.ema_warmup:
+                decay = warmup_decay(self.step + 1, cfg.ema_decay, cfg.ema_inv_gamma, cfg.ema_power, cfg.ema_min_decay)
+            self.ema.update(self.unet, decay)
         self.step += 1
         self.bar.update(1)
 
@@ -248,7 +315,8 @@ class Trainer:
             if export:  # before sampling, which may move the copy's weights to the sampling layout
                 save_pipeline(pipe, cfg, self.output_dir)
             if grid:
-                save_sample_grid(pipe, cfg, self.output_dir / "samples" / f"step-{step:07d}.png")
+                images = save_sample_grid(pipe, cfg, self.output_dir / "samples" / f"step-{step:07d}.png")
+                log_grid(self.accelerator, images, step)
         for callback in self.callbacks:
             callback.on_step_end(self)
 
@@ -266,7 +334,9 @@ class Trainer:
         loss = self.accelerator.reduce(self.step_loss, reduction="mean").item()
         rate = (self.step - self.start_step) * self.cfg.train_batch_size / (time.perf_counter() - self.start_time)
         self.bar.set_postfix(loss=f"{loss:.4f}", lr=f"{self.lr:.2e}", img_s=f"{rate:.0f}")
-        logs = {"loss": loss, "lr": self.lr, "grad_norm": float(self.grad_norm), "ema_decay": self.ema.decay}
+        logs = {"loss": loss, "lr": self.lr, "grad_norm": float(self.grad_norm)}
+        if self.ema is not None:
+            logs["ema_decay"] = self.ema.decay
         self.accelerator.log(logs, step=self.step)
 
     def save_checkpoint(self) -> None:
@@ -282,9 +352,10 @@ class Trainer:
         if acc.is_main_process:
             pipe = ema_pipeline(self.ema, self.unet, self.scheduler)
             save_pipeline(pipe, cfg, self.output_dir)
-            save_sample_grid(pipe, cfg, self.output_dir / "samples.png")
+            log_grid(acc, save_sample_grid(pipe, cfg, self.output_dir / "samples.png"), self.step)
             if cfg.push_to_hub:
-                push_pipeline(self.output_dir, cfg.hub_model_id, private=cfg.hub_private)
+                repo_id = cfg.hub_model_id or self.output_dir.resolve().name  # diffusers' default: the folder's name
+                push_pipeline(self.output_dir, repo_id, private=cfg.hub_private_repo, token=cfg.hub_token)
         acc.wait_for_everyone()
         acc.end_training()
         for callback in self.callbacks:

@@ -2,8 +2,9 @@
 
 import pytest
 import torch
+from diffusers.training_utils import EMAModel
 
-from ddpm_hf.training.ema import EMA
+from ddpm_hf.training.ema import EMA, warmup_decay
 
 
 def model(value: float, dtype: torch.dtype = torch.float32) -> torch.nn.Module:
@@ -52,3 +53,12 @@ def test_state_round_trips_and_refuses_another_model():
     assert other.decay == 0.99 and all(torch.equal(a, b) for a, b in zip(other.shadow, ema.shadow, strict=True))
     with pytest.raises(ValueError, match="EMA state has 2 tensors, the model 4"):
         EMA(torch.nn.Sequential(torch.nn.Linear(3, 2), torch.nn.Linear(2, 2)), 0.9).load_state_dict(ema.state_dict())
+
+
+@pytest.mark.parametrize(("inv_gamma", "power", "min_decay"), [(1.0, 0.75, 0.0), (10.0, 2 / 3, 0.5)])
+def test_warmup_decay_is_diffusers_ema_models(inv_gamma, power, min_decay):
+    reference = EMAModel(model(0.0).parameters(), decay=0.9999, use_ema_warmup=True, inv_gamma=inv_gamma,
+                         power=power, min_decay=min_decay)  # fmt: skip
+    for update in (1, 2, 3, 10, 100, 10_000, 10**7):  # EMAModel counts its updates from 1
+        assert warmup_decay(update, 0.9999, inv_gamma, power, min_decay) == pytest.approx(reference.get_decay(update))
+    assert warmup_decay(1, 0.9999, inv_gamma, power, min_decay) == 0.0  # the first update copies the weights
