@@ -12,5 +12,5 @@ from .unet import DDPMUNet2DModel
 for _cls in (DDPMPaperPipeline, DDPMPaperScheduler, DDPMUNet2DModel):
     _cls.__module__ = __name__
 
-__version__ = "0.1.0"
+__version__ = "0.2.0"
 __all__ = ["DDPMPaperPipeline", "DDPMPaperScheduler", "DDPMPaperSchedulerOutput", "DDPMUNet2DModel"]
