@@ -11,6 +11,7 @@ from ddpm_hf.card import render_model_card
 from ddpm_hf.evaluation import DINOv2, DINOv2WeightsError, FIDStatistics, SampleStore, frechet_distance
 from ddpm_hf.evaluation.dinov2 import IMAGENET_MEAN, IMAGENET_STD, dinov2_folder
 from tiny import tiny_pipeline
+from tiny_inception import TinyFeatures, save_tiny
 
 transformers = pytest.importorskip("transformers")  # the eval and dev extras install it
 
@@ -62,19 +63,32 @@ def test_features_are_dgm_evals(dinov2_dir):
 
 
 def test_fd_dinov2_end_to_end(tmp_path, dinov2_dir, run_example, one_thread):
-    stats_path = tmp_path / "digits_dinov2.npz"
+    """FD_DINOv2 asked for after an FID run: the stored samples get DINOv2 features, none is sampled again."""
+    stats_path, inception_stats = tmp_path / "digits_dinov2.npz", tmp_path / "digits_inception.npz"
     argv = ["--dataset_name", "sklearn-digits", "--num_images", 24, "--batch_size", 12, "--num_workers", 0]
     run_example("fid_stats", [*argv, "--extractor", "dinov2", "--dinov2_model", dinov2_dir, "--output", stats_path])
     reference = FIDStatistics.load(stats_path)
     assert (reference.extractor, reference.num_images, reference.mu.shape) == ("dinov2", 24, (32,))
+    weights = save_tiny(TinyFeatures(), tmp_path)
+    run_example("fid_stats", [*argv, "--weights", weights, "--output", inception_stats])
 
     tiny_pipeline().save_pretrained(tmp_path / "model")
     out = tmp_path / "eval"
     argv = ["--model", tmp_path / "model", "--num_samples", 6, "--batch_size", 3, "--num_inference_steps", 2]
-    argv += ["--metrics", "fd_dinov2", "--reference_dinov2", stats_path, "--dinov2_model", dinov2_dir]
-    result = run_example("evaluate", [*argv, "--output_dir", out, "--device", "cpu"])
+    argv += ["--output_dir", out, "--device", "cpu", "--inception_weights", weights, "--reference", inception_stats]
+    fid_only = run_example("evaluate", [*argv, "--metrics", "fid"])
+    assert fid_only["samples_made"] == 6
+    inception_files = {p: p.stat().st_mtime_ns for p in (out / "samples").rglob("inception-*.npy")}
+    assert len(inception_files) == 2  # two shards of 3
+
+    argv += ["--reference_dinov2", stats_path, "--dinov2_model", dinov2_dir]
+    result = run_example("evaluate", [*argv, "--metrics", "fid", "fd_dinov2"])
+    assert (result["samples_made"], result["samples_reused"]) == (0, 6)
+    assert result["metrics"]["fid"] == fid_only["metrics"]["fid"]
+    assert {p: p.stat().st_mtime_ns for p in (out / "samples").rglob("inception-*.npy")} == inception_files
     model = DINOv2(str(dinov2_dir))
-    assert result["extractors"] == {"dinov2": {"model": str(dinov2_dir), "id": model.weights_id}}
+    assert len(list((out / "samples").rglob(f"dinov2-{model.weights_id}.npy"))) == 2
+    assert result["extractors"]["dinov2"] == {"model": str(dinov2_dir), "id": model.weights_id}
     assert result["measurements"]["fd_dinov2"]["features"] == "dinov2"
     assert result["measurements"]["fd_dinov2"]["num_samples"] == 6
     assert json.loads((out / "metrics.json").read_text())["metrics"] == result["metrics"]
@@ -86,7 +100,7 @@ def test_fd_dinov2_end_to_end(tmp_path, dinov2_dir, run_example, one_thread):
     card = render_model_card("user/tiny", metrics=result)
     value = result["metrics"]["fd_dinov2"]
     assert f"| FD_DINOv2 | {value:.2f} | sklearn-digits (train) | 6 | DINOv2 ({dinov2_dir.name}) |" in card.text
-    assert [(r.metric_type, r.metric_value) for r in card.data.eval_results] == [("fd_dinov2", round(value, 6))]
+    assert {r.metric_type for r in card.data.eval_results} == {"fid", "fd_dinov2"}
 
 
 def test_fd_dinov2_refusals_come_before_sampling(tmp_path, dinov2_dir, run_example, monkeypatch):
