@@ -1,9 +1,12 @@
 """`ddpm_hf.training.export`: the EMA pipeline a run leaves, and what its push uploads."""
 
+import hashlib
+
 import pytest
 import torch
 from safetensors.torch import load_file
 
+import ddpm_hf.training.loop
 from ddpm_hf import DDPMPaperPipeline
 from ddpm_hf.training import parse_args, train
 from ddpm_hf.training.checkpoint import list_checkpoints
@@ -36,13 +39,31 @@ def test_push_to_hub_uploads_the_pipeline_not_the_checkpoints(hub_server, tmp_pa
         assert torch.equal(value, local[key]), key
 
 
-def test_failed_push_keeps_everything_local(hub_server, tmp_path):
+def folder_digest(folder):
+    """Names and contents of every file under a folder."""
+    files = sorted(p for p in folder.rglob("*") if p.is_file())
+    return {str(p.relative_to(folder)): hashlib.sha256(p.read_bytes()).hexdigest() for p in files}
+
+
+def test_failed_push_keeps_everything_local(hub_server, tmp_path, monkeypatch):
     hub_server.server.require_token = "another-token"  # every request of ours now gets a 401
     out = tmp_path / "run"
+    before = []  # the folder as the push found it: digested just before the loop's (real) push runs
+    push = ddpm_hf.training.loop.push_pipeline
+
+    def digest_then_push(*args, **kwargs):
+        before.append(folder_digest(out))
+        return push(*args, **kwargs)
+
+    monkeypatch.setattr(ddpm_hf.training.loop, "push_pipeline", digest_then_push)
     args = tiny_train_args(
         out, max_train_steps=2, checkpointing_steps=2, push_to_hub="true", hub_model_id="user/digits"
     )
     with pytest.raises(RuntimeError, match=r"(?s)refused the credentials.*no new commit.*is intact"):
         train(parse_args(args))
+    assert len(before) == 1 and folder_digest(out) == before[0]  # not a byte changed, added or removed
+    assert {"model_index.json", "unet/diffusion_pytorch_model.safetensors", "samples.png"} <= before[0].keys()
+    assert any(name.startswith("checkpoints/checkpoint-2/") for name in before[0])
     assert DDPMPaperPipeline.from_pretrained(out) is not None
     assert [p.name for p in list_checkpoints(out / "checkpoints")] == ["checkpoint-2"]
+    assert ("model", "user/digits") not in hub_server.server.repos or not hub_server.server.files("user/digits")
