@@ -29,6 +29,58 @@ def test_imagefolder_converts_modes_and_sizes(image_folder):
     assert ImageDataset(ds, column, resolution=8, channels=1)[0].shape == (1, 8, 8)
 
 
+def load_one(tmp_path, image: Image.Image, channels: int) -> np.ndarray:
+    """`image` saved as a PNG in a folder and read back as training data at its own size: [H, W, C] uint8."""
+    folder = tmp_path / f"{image.mode.replace(';', '_')}-{channels}" / "cls"
+    folder.mkdir(parents=True)
+    image.save(folder / "image.png")
+    ds, column = load_image_dataset(train_data_dir=str(folder.parent))
+    x = ImageDataset(ds, column, resolution=image.width, channels=channels)[0]
+    assert x.dtype == torch.uint8 and x.shape == (channels, image.height, image.width)
+    return x.permute(1, 2, 0).numpy()
+
+
+def luma(rgb: np.ndarray) -> np.ndarray:
+    """ITU-R 601-2 luma, L = 0.299 R + 0.587 G + 0.114 B: the grey of an RGB pixel (as PIL's convert("L"))."""
+    return rgb.astype(np.float64) @ np.array([0.299, 0.587, 0.114])
+
+
+def test_modes_convert_to_the_networks_channels(tmp_path):
+    rng = np.random.default_rng(1)
+    rgb = rng.integers(0, 256, (16, 16, 3), dtype=np.uint8)
+    alpha = rng.integers(0, 256, (16, 16), dtype=np.uint8)  # transparency is dropped, not composited
+    rgba = Image.fromarray(np.dstack([rgb, alpha]), "RGBA")
+    assert np.array_equal(load_one(tmp_path, rgba, 3), rgb)
+    assert np.abs(load_one(tmp_path, rgba, 1)[..., 0] - luma(rgb)).max() <= 0.5 + 1e-9
+
+    palette = rng.integers(0, 256, (256, 3), dtype=np.uint8)
+    index = rng.integers(0, 256, (16, 16), dtype=np.uint8)
+    indexed = Image.fromarray(index, "P")
+    indexed.putpalette(palette.flatten().tolist())
+    assert np.array_equal(load_one(tmp_path, indexed, 3), palette[index])  # each index looked up in the palette
+    assert np.abs(load_one(tmp_path, indexed, 1)[..., 0] - luma(palette[index])).max() <= 0.5 + 1e-9
+
+    gray = rng.integers(0, 256, (16, 16), dtype=np.uint8)
+    assert np.array_equal(load_one(tmp_path, Image.fromarray(gray, "L"), 3), np.dstack([gray] * 3))
+    assert np.abs(load_one(tmp_path, Image.fromarray(rgb, "RGB"), 1)[..., 0] - luma(rgb)).max() <= 0.5 + 1e-9
+    bilevel = Image.fromarray(gray > 127).convert("1")
+    assert np.array_equal(load_one(tmp_path, bilevel, 1)[..., 0], np.where(gray > 127, 255, 0))
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="known bug (issue 14, item 3): a 16-bit grayscale PNG (mode I;16) becomes all white, as PIL's "
+    "convert('L') clips every value above 255; fixed by issue 14's data change, which flips this",
+)
+def test_16_bit_grayscale_is_rescaled_to_8_bits(tmp_path):
+    values = np.linspace(0, 65535, 256).round().astype(np.uint16).reshape(16, 16)
+    image = Image.fromarray(values)  # a 16-bit grayscale image; as a PNG it opens as I;16
+    expected = values / 257.0  # 65535 ↦ 255: the same fraction of full scale in 8 bits
+    for channels in (1, 3):
+        got = load_one(tmp_path, image, channels)
+        assert np.abs(got - expected[..., None]).max() <= 1.0, channels
+
+
 def test_bad_image_is_named_or_skipped(image_folder):
     (image_folder / "cls" / "broken.png").write_bytes(b"\x89PNG but not really")
     ds, column = load_image_dataset(train_data_dir=str(image_folder))
