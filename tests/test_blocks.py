@@ -87,27 +87,55 @@ def test_forward_and_gradients_match_vanilla_unet(memory_format):
         torch.testing.assert_close(p.grad, q.grad, atol=1e-5, rtol=1e-4, msg=name)
 
 
-def test_attention_processor_falls_back_for_what_it_does_not_serve():
+def reference_attention(attn, hidden, context=None, mask=None):
+    """The attention block from its definition, in float64 from the module's weights: GroupNorm over channels,
+    softmax(q kᵀ · scale + mask) v per head, the output projection, the residual, the rescale. `hidden` is an image
+    [B, C, H, W] or tokens [B, N, C]; `context` [B, M, C] gives keys and values (cross-attention); `mask` [B, 1, M]
+    is added to the scores."""
+    w = {name: value.detach().double() for name, value in attn.state_dict().items()}
+    x = hidden.double()
+    channels_first = x.flatten(2) if x.ndim == 4 else x.transpose(1, 2)  # [B, C, N]
+    norm = attn.group_norm
+    tokens = F.group_norm(channels_first, norm.num_groups, w["group_norm.weight"], w["group_norm.bias"], norm.eps)
+    tokens = tokens.transpose(1, 2)  # [B, N, C]
+    source = tokens if context is None else context.double()
+    q = F.linear(tokens, w["to_q.weight"], w["to_q.bias"])
+    k, v = (F.linear(source, w[f"to_{n}.weight"], w[f"to_{n}.bias"]) for n in "kv")
+    q, k, v = (t.unflatten(-1, (attn.heads, -1)).transpose(1, 2) for t in (q, k, v))  # [B, heads, N, d]
+    scores = q @ k.transpose(-1, -2) * attn.scale
+    if mask is not None:
+        scores = scores + mask.double()[:, None]
+    out = (scores.softmax(-1) @ v).transpose(1, 2).flatten(2)
+    out = F.linear(out, w["to_out.0.weight"], w["to_out.0.bias"])
+    if x.ndim == 4:
+        out = out.transpose(1, 2).reshape(x.shape)
+    if attn.residual_connection:
+        out = out + x
+    return out / attn.rescale_output_factor
+
+
+def test_attention_processor_computes_attention_and_falls_back_for_what_it_does_not_serve():
     unet = tiny_unet()
     attn = unet.down_blocks[1].attentions[0]
-    tokens = torch.randn(2, 16, 32)  # (batch, tokens, channels): not an image, so diffusers' processor runs it
-    torch.testing.assert_close(PaperAttnProcessor()(attn, tokens), AttnProcessor2_0()(attn, tokens))
-    image = torch.randn(2, 32, 4, 4)
-    torch.testing.assert_close(PaperAttnProcessor()(attn, image), AttnProcessor2_0()(attn, image), atol=1e-6, rtol=1e-5)
-
-
-@pytest.mark.parametrize("memory_format", [torch.contiguous_format, torch.channels_last])
-def test_training_shortcut_input_takes_the_models_layout(memory_format):
-    """diffusers copies it to NCHW (for DDP's gradient strides); ours keeps the model's layout, so channels_last
-    models skip two transposes per block while NCHW ones still hand DDP NCHW gradients."""
-    unet = tiny_unet().train().to(memory_format=memory_format)
-    seen = []
-    shortcuts = [m.conv_shortcut for m in unet.modules() if isinstance(m, ResnetBlock) and m.conv_shortcut is not None]
-    assert shortcuts
-    for conv in shortcuts:
-        conv.register_forward_pre_hook(lambda _, args: seen.append(args[0].is_contiguous(memory_format=memory_format)))
-    x = torch.randn(2, 3, 8, 8).to(memory_format=torch.channels_last)  # a channels_last batch, whatever the model
-    unet(x, torch.tensor([1, 2])).sample.sum().backward()
-    assert seen and all(seen)
-    for conv in shortcuts:
-        assert conv.weight.grad.stride() == conv.weight.stride()
+    assert attn.group_norm is not None and attn.residual_connection  # the paper's block, all of it exercised
+    generator = torch.Generator().manual_seed(0)
+    image = torch.randn(2, 32, 4, 4, generator=generator)
+    tokens = torch.randn(2, 16, 32, generator=generator)  # (batch, tokens, channels): not an image
+    context = torch.randn(2, 5, 32, generator=generator)
+    mask = torch.zeros(2, 1, 16)
+    mask[0, 0, 3:] = -1e4  # the first example attends to three keys only
+    cases = [
+        ("image", image, {}, {}),  # the fast path
+        ("image, channels_last", image.to(memory_format=torch.channels_last), {}, {}),
+        ("tokens", tokens, {}, {}),  # the rest goes to diffusers' processor
+        ("cross-attention", image, {"encoder_hidden_states": context}, {"context": context}),
+        ("mask", tokens, {"attention_mask": mask}, {"mask": mask}),
+    ]
+    with torch.no_grad():
+        for name, hidden, kwargs, reference_kwargs in cases:
+            expected = reference_attention(attn, hidden, **reference_kwargs).float()
+            got = PaperAttnProcessor()(attn, hidden, **kwargs)
+            torch.testing.assert_close(got, expected, atol=1e-5, rtol=1e-5, msg=lambda m, name=name: f"{name}: {m}")
+        # and what diffusers' own processor computes on the fast path's input
+        expected = AttnProcessor2_0()(attn, image)
+        torch.testing.assert_close(PaperAttnProcessor()(attn, image), expected, atol=1e-6, rtol=1e-5)
