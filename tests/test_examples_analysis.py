@@ -3,9 +3,12 @@
 import csv
 import json
 
+import numpy as np
 import pytest
+import torch
 from PIL import Image
 
+from ddpm_hf import DDPMPaperPipeline
 from tiny import train_tiny_digits
 
 T = 20
@@ -20,6 +23,32 @@ def model_dir(tmp_path_factory):
 
 def data_args() -> list[str]:
     return ["--dataset_name", "sklearn-digits", "--split", "train"]
+
+
+def grid_cells(path, rows: int, cols: int, size: int = 8, scale: int = 1) -> np.ndarray:
+    """The cells of a PNG grid of size×size images shown `scale` times, 1 px apart when enlarged: [rows, cols, H, W].
+    The gaps must be mid-gray."""
+    pixels = np.asarray(Image.open(path).convert("L"))
+    pad, step = int(scale > 1), size * scale + int(scale > 1)
+    assert pixels.shape == (rows * step - pad, cols * step - pad)
+    if pad:
+        assert (pixels[size * scale :: step] == 128).all() and (pixels[:, size * scale :: step] == 128).all()
+    cells = np.stack([pixels[r * step : r * step + size * scale, c * step : c * step + size * scale]
+                      for r in range(rows) for c in range(cols)])  # fmt: skip
+    assert (cells == np.repeat(np.repeat(cells[:, ::scale, ::scale], scale, 1), scale, 2)).all()  # nearest
+    return cells[:, ::scale, ::scale].reshape(rows, cols, size, size)
+
+
+def to_8bit(x: torch.Tensor) -> np.ndarray:
+    """Images on [-1, 1] [..., 1, H, W] as the 8-bit pixels a PNG of them holds (diffusers' numpy_to_pil)."""
+    return ((x / 2 + 0.5).clamp(0, 1) * 255).round().to(torch.uint8).squeeze(-3).numpy()
+
+
+def digits(indices: list[int]) -> np.ndarray:
+    """scikit-learn's digits at `indices` as 8-bit pixels, read from scikit-learn itself: [N, 8, 8]."""
+    from sklearn.datasets import load_digits
+
+    return np.round(load_digits().images[indices] * (255.0 / 16.0)).astype(np.uint8)
 
 
 def test_evaluate_nll(model_dir, tmp_path, run_example, capsys):
@@ -39,6 +68,16 @@ def test_progressive(model_dir, tmp_path, run_example):
     run_example("progressive", [*argv, "--output", str(out)])
     # 8×8 images ×2, 1 px apart; columns t = 15, 10, 5, 0; rows x_t and x̂_0 per image
     assert Image.open(out).size == (4 * 16 + 3, 6 * 16 + 5)
+    cells = grid_cells(out, rows=6, cols=4, scale=2)
+    # What the pipeline method gives for the script's seeds (image i: seed + i, --seed 0)
+    pipe = DDPMPaperPipeline.from_pretrained(model_dir)
+    pipe.set_progress_bar_config(disable=True)
+    generators = [torch.Generator().manual_seed(i) for i in range(3)]
+    run = pipe.progressive(3, every=5, generator=generators, return_xt=True)
+    assert run.timesteps == [15, 10, 5, 0]
+    expected = np.stack([to_8bit(rows[i]) for i in range(3) for rows in (run.x_t, run.pred_xstart)])
+    assert np.array_equal(cells, expected)
+    assert cells.std() > 20 and not np.array_equal(cells[0], cells[2])  # not blank; images differ
 
 
 def test_interpolate(model_dir, tmp_path, run_example):
@@ -46,6 +85,15 @@ def test_interpolate(model_dir, tmp_path, run_example):
     argv = ["--model", model_dir, *data_args(), "--index_b", "5", "--t", "10", "--num", "4", "--output", str(out)]
     run_example("interpolate", argv)
     assert Image.open(out).size == (6 * 8, 8)  # source, 4 interpolants, source
+    (cells,) = grid_cells(out, rows=1, cols=6)
+    sources = digits([0, 5])
+    assert np.array_equal(cells[[0, -1]], sources)  # the dataset's images 0 and 5, at both ends
+    pipe = DDPMPaperPipeline.from_pretrained(model_dir)
+    pipe.set_progress_bar_config(disable=True)
+    a, b = (torch.from_numpy(s)[None] for s in sources)
+    row = pipe.interpolate(a, b, t=10, num=4, generator=torch.Generator().manual_seed(0))
+    assert np.array_equal(cells[1:-1], to_8bit(row.images))  # what the pipeline method gives for --seed 0
+    assert not np.array_equal(cells[1], cells[-2])  # λ moves the decoded image
     with pytest.raises(SystemExit, match="out of range"):
         run_example("interpolate", [*argv[:-2], "--index_a", "100000"])
 
@@ -59,4 +107,6 @@ def test_rate_distortion(model_dir, tmp_path, run_example):
     assert [int(r["timestep"]) for r in rows] == list(range(T - 1, -1, -1))
     rates = [float(r["rate_bpd"]) for r in rows]
     assert rates == sorted(rates) and float(rows[0]["distortion_rmse"]) > float(rows[-1]["distortion_rmse"])
-    assert Image.open(png).size[0] > 0
+    plot = np.asarray(Image.open(png).convert("L"))
+    assert plot.shape[0] > 100 and plot.shape[1] > 100
+    assert len(np.unique(plot)) > 10 and (plot < 128).mean() > 0.005  # axes, labels and a curve, not a blank page
