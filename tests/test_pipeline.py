@@ -33,6 +33,8 @@ def vanilla_folder(tmp_path_factory):
 
 @pytest.mark.parametrize("steps", [1000, 25])
 def test_same_images_as_diffusers(vanilla_folder, steps):
+    """The loaded folder samples diffusers' images over the full 1000-step chain (where the float32 gap is largest);
+    loaded and built pipelines alike on a respaced chain (the loop's wiring does not depend on the step count)."""
     vanilla = DDPMPipeline.from_pretrained(vanilla_folder)
     vanilla.set_progress_bar_config(disable=True)
     expected = sample(vanilla, steps)
@@ -42,7 +44,7 @@ def test_same_images_as_diffusers(vanilla_folder, steps):
     assert loaded.scheduler.config.variance_type == "fixed_large"
     built = DDPMPaperPipeline(unet=vanilla.unet, scheduler=DDPMPaperScheduler(variance_type="fixed_large"))
     built.set_progress_bar_config(disable=True)
-    for pipe in (loaded, built):
+    for pipe in (loaded, built) if steps < 1000 else (loaded,):
         got = sample(pipe, steps, precision="fp32")
         assert np.abs(got - expected).max() < PARITY_ATOL
     assert expected.std() > 0.1  # the tiny network is not trivial: images differ from pixel to pixel
