@@ -20,8 +20,10 @@ from common import compare, report, twin_unets
 from diffusers import DDPMScheduler
 
 from ddpm_hf import DDPMPaperScheduler
+from ddpm_hf.fastpath import eps_model, memory_format
 from ddpm_hf.training.ema import EMA
-from ddpm_hf.training.losses import diffusion_loss, make_optimizer
+from ddpm_hf.training.losses import diffusion_loss, make_loss
+from ddpm_hf.training.optim import make_optimizer
 
 
 def main() -> None:
@@ -59,18 +61,20 @@ def main() -> None:
         mixed_precision=args.mixed_precision, cpu=device.type == "cpu", dynamo_backend=args.dynamo_backend
     )
     scheduler = DDPMPaperScheduler()
-    ours_unet.to(memory_format=torch.channels_last)
+    loss = make_loss("simple", scheduler)
+    ours_unet.to(memory_format=memory_format(device, training=True))  # as the Trainer does, before wrapping
     opt = make_optimizer(ours_unet.parameters(), 2e-4, (0.9, 0.999), 1e-8, device)
     model, opt = accelerator.prepare(ours_unet, opt)
     ema = EMA(ours_unet, 0.9999)
 
     def ours_step() -> None:
-        for _ in range(args.steps):
-            accelerator.backward(diffusion_loss(model, scheduler, "simple", x_0, t, noise).mean())
-            accelerator.clip_grad_norm_(model.parameters(), 1.0)
-            opt.step()
-            opt.zero_grad(set_to_none=True)
-            ema.update(ours_unet)
+        with eps_model(model, training=True, device=device) as eps:
+            for _ in range(args.steps):
+                accelerator.backward(diffusion_loss(eps, scheduler, loss, x_0, t, noise).mean())
+                accelerator.clip_grad_norm_(model.parameters(), 1.0)
+                opt.step()
+                opt.zero_grad(set_to_none=True)
+                ema.update(ours_unet)
 
     results = compare(
         {

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import io
 import os
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 import numpy as np
 import torch
@@ -19,6 +19,10 @@ IMAGE_COLUMNS = ("image", "img")
 
 class BadImageError(ValueError):
     """An image that cannot be decoded; the message names its file (or its row when it has none)."""
+
+    def __init__(self, message: str, where: str = "") -> None:
+        super().__init__(message)
+        self.where = where
 
 
 def digits_dataset() -> datasets.Dataset:
@@ -85,14 +89,27 @@ def decode_image(item: dict[str, Any], index: int) -> Image.Image:
         image.load()
         return image
     except Exception as e:  # PIL raises many types (OSError, SyntaxError, ValueError...) for bad files
-        raise BadImageError(f"cannot read image {where}: {e}") from e
+        raise BadImageError(f"cannot read image {where}: {e}", where) from e
+
+
+def to_8bit(image: Image.Image) -> Image.Image:
+    """16-bit and 32-bit images (PNG's 16-bit grayscale opens as `I;16` or `I`) rescaled to 8-bit `L`; Pillow's
+    own conversion would clip every value above 255 to white. Other modes pass unchanged."""
+    if image.mode not in ("I", "F") and not image.mode.startswith("I;16"):
+        return image
+    values = np.asarray(image, dtype=np.float64)
+    if image.mode == "F":
+        scale = 255.0 if values.size and values.max() <= 1.0 else 1.0  # floats in [0, 1] or already 0..255
+    else:
+        scale = 255.0 / 65535.0 if image.mode.startswith("I;16") or (values.size and values.max() > 255) else 1.0
+    return Image.fromarray(np.clip(np.round(values * scale), 0, 255).astype(np.uint8), mode="L")
 
 
 def to_tensor(image: Image.Image, resolution: int, channels: int) -> torch.Tensor:
     """[C, H, W] uint8: converted to `channels` (1: L, 3: RGB), shorter side resized to `resolution`, center-cropped."""
     if channels not in (1, 3):
         raise ValueError(f"channels must be 1 or 3, got {channels}")
-    image = image.convert("L" if channels == 1 else "RGB")
+    image = to_8bit(image).convert("L" if channels == 1 else "RGB")
     if image.size != (resolution, resolution):
         scale = resolution / min(image.size)
         size = (max(resolution, round(image.width * scale)), max(resolution, round(image.height * scale)))
@@ -108,8 +125,16 @@ def scale_to_model(x: torch.Tensor) -> torch.Tensor:
     return x.float() / 127.5 - 1.0
 
 
+class BadImage(NamedTuple):
+    """What `ImageDataset` yields for an unreadable image it skips: which file (or row), and why."""
+
+    where: str
+    reason: str
+
+
 class ImageDataset(torch.utils.data.Dataset):
-    """uint8 [C, H, W] tensors from an undecoded `datasets` image column; None for unreadable ones when skipping."""
+    """uint8 [C, H, W] tensors from an undecoded `datasets` image column; a `BadImage` for an unreadable one when
+    skipping."""
 
     def __init__(
         self, ds: datasets.Dataset, image_column: str, resolution: int, channels: int, skip_bad_images: bool = False
@@ -120,12 +145,12 @@ class ImageDataset(torch.utils.data.Dataset):
     def __len__(self) -> int:
         return len(self.ds)
 
-    def __getitem__(self, index: int) -> torch.Tensor | None:
+    def __getitem__(self, index: int) -> torch.Tensor | BadImage:
         try:
             return to_tensor(decode_image(self.ds[index][self.column], index), self.resolution, self.channels)
-        except BadImageError:
+        except BadImageError as e:
             if self.skip_bad_images:
-                return None
+                return BadImage(e.where, str(e))
             raise
 
 

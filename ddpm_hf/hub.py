@@ -9,7 +9,8 @@ import tempfile
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from huggingface_hub import CommitInfo, CommitOperationAdd, HfApi, ModelCard, snapshot_download
+from huggingface_hub import CommitInfo, CommitOperationAdd, HfApi, ModelCard, constants, snapshot_download
+from huggingface_hub.errors import HFValidationError
 
 from .card import render_model_card
 
@@ -38,8 +39,23 @@ def download_pipeline(repo_id: str, **kwargs: Any) -> str:
     `huggingface_hub.snapshot_download`, which honours `revision`, `token`, `cache_dir`, `local_files_only`
     and `HF_HUB_OFFLINE` like any diffusers download.
     """
+    if _is_path(repo_id):
+        raise FileNotFoundError(f"no pipeline folder at {repo_id}: the directory does not exist")
     snapshot_kwargs = {k: kwargs[k] for k in _SNAPSHOT_KWARGS if kwargs.get(k) is not None}
-    return snapshot_download(repo_id, allow_patterns=PIPELINE_FILE_PATTERNS, **snapshot_kwargs)
+    try:
+        return snapshot_download(repo_id, allow_patterns=PIPELINE_FILE_PATTERNS, **snapshot_kwargs)
+    except HFValidationError:
+        raise FileNotFoundError(f"{repo_id} is not a folder here, nor a Hub repo id (owner/name)") from None
+    except Exception as e:  # not found, gated, offline without a cached copy, no network...
+        raise OSError(
+            f"{repo_id} is not a folder here (no such directory), and as a Hub repo it could not be fetched: "
+            f"{_failure(e, constants.ENDPOINT)}"
+        ) from e
+
+
+def _is_path(name: str) -> bool:
+    """Whether `name` can only be a filesystem path: Hub ids are `name` or `owner/name`, without ./ or ~."""
+    return name.startswith((".", "/", "~")) or "\\" in name or name.count("/") > 1 or os.path.isfile(name)
 
 
 class HubUploadError(RuntimeError):

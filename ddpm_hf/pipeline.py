@@ -20,6 +20,21 @@ from .scheduler import DDPMPaperScheduler
 OutputType = Literal["pil", "np", "pt"]
 
 
+class NonFiniteSampleError(FloatingPointError):
+    """Sampling produced NaN or infinite values: the network's output was not finite."""
+
+
+def check_finite(samples: torch.Tensor) -> None:
+    """Raise `NonFiniteSampleError` naming how many samples hold NaN or ±inf (they would turn into black images)."""
+    bad = ~torch.isfinite(samples.flatten(1)).all(dim=1)
+    if bad.any():
+        raise NonFiniteSampleError(
+            f"{int(bad.sum())} of {len(bad)} samples hold NaN or infinite values: the network's output is not "
+            "finite. Check its weights (a diverged or corrupted checkpoint); with precision 'bf16' or 'auto', "
+            "compare with 'fp32'."
+        )
+
+
 class DDPMPaperPipeline(PipelineHubMixin, DiffusionPipeline):
     """Unconditional DDPM sampling (Algorithm 2) with a `UNet2DModel` and a `DDPMPaperScheduler`.
 
@@ -84,6 +99,7 @@ class DDPMPaperPipeline(PipelineHubMixin, DiffusionPipeline):
         self.scheduler.set_timesteps(num_inference_steps)
         with eps_model(self.unet, precision, device=device) as eps:
             image = p_sample_loop(eps, self.scheduler, x_T, generator, progress=self.progress_bar)
+        check_finite(image)
 
         image = (image / 2 + 0.5).clamp(0, 1)
         if output_type != "pt":

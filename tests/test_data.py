@@ -6,7 +6,7 @@ import pytest
 import torch
 from PIL import Image
 
-from ddpm_hf.data import DIGITS, BadImageError, ImageDataset, load_image_dataset, scale_to_model, to_tensor
+from ddpm_hf.data import DIGITS, BadImage, BadImageError, ImageDataset, load_image_dataset, scale_to_model, to_tensor
 
 
 @pytest.fixture
@@ -67,11 +67,6 @@ def test_modes_convert_to_the_networks_channels(tmp_path):
     assert np.array_equal(load_one(tmp_path, bilevel, 1)[..., 0], np.where(gray > 127, 255, 0))
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="known bug (issue 14, item 3): a 16-bit grayscale PNG (mode I;16) becomes all white, as PIL's "
-    "convert('L') clips every value above 255; fixed by issue 14's data change, which flips this",
-)
 def test_16_bit_grayscale_is_rescaled_to_8_bits(tmp_path):
     values = np.linspace(0, 65535, 256).round().astype(np.uint16).reshape(16, 16)
     image = Image.fromarray(values)  # a 16-bit grayscale image; as a PNG it opens as I;16
@@ -88,7 +83,8 @@ def test_bad_image_is_named_or_skipped(image_folder):
     bad = next(i for i in range(len(ds)) if ds[i][column]["path"].endswith("broken.png"))
     with pytest.raises(BadImageError, match=r"broken\.png"):
         data[bad]
-    assert ImageDataset(ds, column, 16, 3, skip_bad_images=True)[bad] is None
+    skipped = ImageDataset(ds, column, 16, 3, skip_bad_images=True)[bad]
+    assert isinstance(skipped, BadImage) and skipped.where.endswith("broken.png") and "broken.png" in skipped.reason
 
 
 def test_parquet_and_arrow_with_img_column(tmp_path):

@@ -1,8 +1,10 @@
 """Training with Accelerate: the paper's recipe as small pieces (config, batches, losses, optimiser, EMA,
 checkpoints, export, and the loop that runs them)."""
 
+from .callbacks import TrainerCallback
 from .config import PRESETS, TrainConfig, parse_args, preset_config
-from .loop import Trainer, TrainerCallback, TrainingDiverged, train
+from .interrupt import TrainingInterrupted
+from .loop import Trainer, TrainingDiverged, train
 
 __all__ = [
     "PRESETS",
@@ -10,6 +12,7 @@ __all__ = [
     "Trainer",
     "TrainerCallback",
     "TrainingDiverged",
+    "TrainingInterrupted",
     "parse_args",
     "preset_config",
     "train",

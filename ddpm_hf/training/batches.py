@@ -80,8 +80,9 @@ class StepBatchSampler(torch.utils.data.Sampler):
         return (self.max_steps - self.start_step) * self.accumulation
 
 
-def collate_valid(items: list[torch.Tensor | None]) -> tuple[torch.Tensor | None, torch.Tensor]:
-    """Stack the readable images of a micro-batch and return their positions in it (skipped files are None)."""
-    keep = [i for i, x in enumerate(items) if x is not None]
+def collate_valid(items: list) -> tuple[torch.Tensor | None, torch.Tensor, list]:
+    """Stack the readable images of a micro-batch; return them, their positions in it, and the skipped ones
+    (`data.BadImage`: each file and why)."""
+    keep = [i for i, x in enumerate(items) if isinstance(x, torch.Tensor)]
     images = torch.stack([items[i] for i in keep]) if keep else None
-    return images, torch.tensor(keep, dtype=torch.long)
+    return images, torch.tensor(keep, dtype=torch.long), [x for x in items if not isinstance(x, torch.Tensor)]

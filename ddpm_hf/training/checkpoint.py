@@ -1,17 +1,29 @@
-"""Checkpoints that survive a kill: written under a temporary name, renamed when complete, pruned oldest first."""
+"""Checkpoints that survive a kill: written under a temporary name, renamed when complete, checked before they are
+resumed from, pruned oldest first."""
 
 from __future__ import annotations
 
+import errno
 import json
 import os
 import re
 import shutil
+import struct
+import zipfile
 from pathlib import Path
+from typing import Any
 
 from accelerate import Accelerator
 
 _NAME = re.compile(r"^checkpoint-(\d+)$")
 STATE_FILE = "training_state.json"
+CONFIG_FILE = "train_config.json"
+# Settings that change what a checkpoint holds (the network's weights, the EMA): resuming with others cannot work.
+STRUCTURE_KEYS = ("model", "model_config_name_or_path", "unet_config", "use_ema")
+
+
+class CheckpointError(RuntimeError):
+    """A checkpoint that cannot be written or read; the message names it and what is intact."""
 
 
 def list_checkpoints(checkpoint_dir: str | os.PathLike) -> list[Path]:
@@ -21,6 +33,35 @@ def list_checkpoints(checkpoint_dir: str | os.PathLike) -> list[Path]:
         return []
     found = [(int(m.group(1)), p) for p in folder.iterdir() if (m := _NAME.match(p.name)) and p.is_dir()]
     return [p for _, p in sorted(found)]
+
+
+def verify_checkpoint(path: Path) -> None:
+    """Raise `CheckpointError` naming the first unreadable file: a missing marker, a safetensors file shorter than
+    its header says, or a torch zip archive whose records fail their CRC."""
+    if not (path / STATE_FILE).is_file():
+        raise CheckpointError(f"{path} is not a complete checkpoint (no {STATE_FILE})")
+    for file in sorted(path.iterdir()):
+        try:
+            if file.suffix == ".safetensors":
+                _check_safetensors(file)
+            elif file.suffix in (".bin", ".pkl", ".pt") and zipfile.is_zipfile(file):
+                with zipfile.ZipFile(file) as archive:
+                    bad = archive.testzip()
+                if bad is not None:
+                    raise ValueError(f"record {bad} fails its CRC")
+            elif file.suffix in (".bin", ".pkl", ".pt"):
+                raise ValueError("not a complete torch archive")
+        except (OSError, ValueError, zipfile.BadZipFile, struct.error) as e:
+            raise CheckpointError(f"{file} is unreadable ({e}): checkpoint {path.name} is damaged") from e
+
+
+def _check_safetensors(file: Path) -> None:
+    with open(file, "rb") as f:
+        (header_size,) = struct.unpack("<Q", f.read(8))
+        header = json.loads(f.read(header_size))
+    end = max((v["data_offsets"][1] for k, v in header.items() if k != "__metadata__"), default=0)
+    if file.stat().st_size < 8 + header_size + end:
+        raise ValueError(f"{file.stat().st_size} bytes, the header needs {8 + header_size + end}")
 
 
 def resolve_checkpoint(checkpoint_dir: str | os.PathLike, choice: str) -> Path | None:
@@ -37,14 +78,43 @@ def resolve_checkpoint(checkpoint_dir: str | os.PathLike, choice: str) -> Path |
     return path
 
 
-def save_checkpoint(accelerator: Accelerator, checkpoint_dir: str | os.PathLike, step: int, limit: int | None) -> Path:
-    """`accelerator.save_state` (model, optimizer, RNG states, registered objects such as the EMA), atomically."""
+def latest_intact(checkpoint_dir: str | os.PathLike) -> tuple[Path | None, list[str]]:
+    """The newest checkpoint that passes `verify_checkpoint` (a checkpoint is only "latest" if it can be read), and
+    why each newer one was passed over."""
+    skipped = []
+    for path in reversed(list_checkpoints(checkpoint_dir)):
+        try:
+            verify_checkpoint(path)
+            return path, skipped
+        except CheckpointError as e:
+            skipped.append(str(e))
+    return None, skipped
+
+
+def save_checkpoint(
+    accelerator: Accelerator,
+    checkpoint_dir: str | os.PathLike,
+    step: int,
+    limit: int | None,
+    config: dict[str, Any] | None = None,
+) -> Path:
+    """`accelerator.save_state` (model, optimizer, RNG states, registered objects such as the EMA) and the run's
+    config, atomically: a failed write (a full disk) leaves no partial folder and the previous checkpoints intact."""
     folder = Path(checkpoint_dir)
     final, tmp = folder / f"checkpoint-{step}", folder / f"tmp-checkpoint-{step}"
     if accelerator.is_main_process:
         shutil.rmtree(tmp, ignore_errors=True)  # left by a run killed while writing this step
     accelerator.wait_for_everyone()
-    accelerator.save_state(str(tmp))
+    try:
+        accelerator.save_state(str(tmp))
+        if accelerator.is_main_process and config is not None:
+            (tmp / CONFIG_FILE).write_text(json.dumps(config, indent=2, default=list))
+    except Exception as e:
+        shutil.rmtree(tmp, ignore_errors=True)
+        previous = list_checkpoints(folder)
+        kept = f"the previous checkpoint {previous[-1]} is intact" if previous else "there is no earlier checkpoint"
+        cause = "the disk is full" if _disk_full(e, folder) else f"{type(e).__name__}: {e}"
+        raise CheckpointError(f"could not write checkpoint-{step} in {folder}: {cause}; {kept}") from e
     accelerator.wait_for_everyone()
     if accelerator.is_main_process:
         # The marker file is written last, inside the temporary folder; the rename publishes it all at once.
@@ -58,7 +128,87 @@ def save_checkpoint(accelerator: Accelerator, checkpoint_dir: str | os.PathLike,
     return final
 
 
+def _disk_full(error: BaseException, folder: Path) -> bool:
+    """Whether a failed write ran out of space: ENOSPC anywhere in the error's chain, or torch's writer failing
+    (it reports only "file write failed") with the disk nearly full."""
+    chain: list[BaseException] = [error]
+    while (cause := chain[-1].__cause__ or chain[-1].__context__) is not None and cause not in chain:
+        chain.append(cause)
+    if any(getattr(e, "errno", None) == errno.ENOSPC or "No space left" in str(e) for e in chain):
+        return True
+    try:
+        nearly_full = shutil.disk_usage(folder).free < 64 * 2**20
+    except OSError:
+        nearly_full = False
+    return nearly_full and any("write failed" in str(e) for e in chain)
+
+
 def load_checkpoint(accelerator: Accelerator, path: Path) -> int:
     """Restore everything `save_checkpoint` wrote and return the number of optimizer steps it had taken."""
-    accelerator.load_state(str(path))
+    try:
+        accelerator.load_state(str(path))
+    except Exception as e:
+        raise CheckpointError(f"could not resume from {path}: {type(e).__name__}: {e}") from e
     return int(json.loads((path / STATE_FILE).read_text())["step"])
+
+
+def checkpoint_config(path: Path) -> dict[str, Any] | None:
+    """The config a checkpoint was written with: its own copy, else the run folder's (checkpoints of 0.1)."""
+    for candidate in (path / CONFIG_FILE, path.parent.parent / CONFIG_FILE):
+        if candidate.is_file():
+            return json.loads(candidate.read_text())
+    return None
+
+
+def config_differences(saved: dict[str, Any], current: dict[str, Any]) -> dict[str, tuple[Any, Any]]:
+    """The settings whose values differ between a checkpoint's config and this run's, as (saved, current)."""
+    normal = lambda v: json.dumps(v, sort_keys=True, default=list)  # noqa: E731 - tuples and lists compare equal
+    return {k: (saved[k], current[k]) for k in saved.keys() & current.keys() if normal(saved[k]) != normal(current[k])}
+
+
+# Settings that resuming commonly changes (where to stop, what to write): not worth a note.
+_RESUME_MAY_CHANGE = {
+    "resume_from_checkpoint", "max_train_steps", "num_epochs", "output_dir", "push_to_hub", "hub_model_id",
+    "hub_private_repo", "report_to", "logging_steps", "logging_dir", "checkpointing_steps", "checkpoints_total_limit",
+    "save_images_steps", "save_images_epochs", "save_pipeline_steps", "save_model_epochs", "num_grid_images",
+    "num_inference_steps", "dataloader_num_workers", "skip_bad_images",
+}  # fmt: skip
+
+
+def resume(accelerator: Accelerator, checkpoint_dir: Path, choice: str, config: dict[str, Any]) -> int:
+    """Restore the checkpoint `choice` names (`latest`, `checkpoint-N` or a path) for a run configured as `config`;
+    return its step (0 when `latest` finds none yet). `latest` is the newest checkpoint that reads back whole:
+    damaged newer ones are named and passed over. A checkpoint of another network is refused, naming the settings
+    that differ."""
+    say = accelerator.print
+    if choice == "latest":
+        found, skipped = latest_intact(checkpoint_dir)
+        for reason in skipped:
+            say(f"warning: {reason}; falling back to the one before it")
+        if found is None and skipped:
+            raise CheckpointError(f"no intact checkpoint in {checkpoint_dir}: " + "; ".join(skipped))
+        if found is None:
+            say(f"no checkpoint in {checkpoint_dir} yet: starting from scratch")
+            return 0
+    else:
+        found = resolve_checkpoint(checkpoint_dir, choice)
+        verify_checkpoint(found)
+    saved = checkpoint_config(found)
+    if saved is not None:
+        current = dict(config)
+        for settings in (saved, current):  # sample_size follows resolution (0.1 presets also set it in unet_config)
+            settings["unet_config"] = {k: v for k, v in settings.get("unet_config", {}).items() if k != "sample_size"}
+        differences = config_differences(saved, current)
+        listed = lambda keys: "; ".join(f"{k}: {differences[k][0]!r} there, {differences[k][1]!r} here" for k in keys)  # noqa: E731
+        structural = [k for k in STRUCTURE_KEYS if k in differences]
+        if structural:
+            raise ValueError(
+                f"{found} holds another network than this run builds ({listed(structural)}): resume with the "
+                "checkpoint's settings (its train_config.json), or train into another --output_dir"
+            )
+        notable = [k for k in sorted(differences) if k not in _RESUME_MAY_CHANGE]
+        if notable:
+            say(f"note: resuming with settings that differ from {found.name}'s: {listed(notable)}")
+    step = load_checkpoint(accelerator, found)
+    say(f"resumed from {found} at step {step}")
+    return step

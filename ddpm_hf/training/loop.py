@@ -13,6 +13,9 @@ import inspect
 import json
 import math
 import os
+import shlex
+import signal
+import sys
 import time
 from collections.abc import Iterable
 from pathlib import Path
@@ -30,10 +33,11 @@ from ..scheduler import DDPMPaperScheduler
 from ..unet import DDPMUNet2DModel
 from .batches import StepBatchSampler, collate_valid, micro_slice, step_randomness
 from .callbacks import TrainerCallback
-from .checkpoint import load_checkpoint, resolve_checkpoint, save_checkpoint
+from .checkpoint import resolve_checkpoint, resume, save_checkpoint
 from .config import TrainConfig
 from .ema import EMA, warmup_decay
 from .export import ema_pipeline, log_grid, push_pipeline, save_pipeline, save_sample_grid
+from .interrupt import StopOnSignal, TrainingInterrupted
 from .losses import diffusion_loss, make_loss
 from .optim import learning_rate, make_optimizer
 
@@ -185,16 +189,10 @@ class Trainer:
             self.say(f"EMA of the weights: {warmup if cfg.ema_warmup else 'constant decay'} {cfg.ema_decay}")
 
     def resume(self) -> int:
-        """The step to start from: 0, or that of the checkpoint `--resume_from_checkpoint` names."""
+        """The step to start from: 0, or that of the checkpoint `--resume_from_checkpoint` names (see `checkpoint`)."""
         if not self.cfg.resume_from_checkpoint:
             return 0
-        found = resolve_checkpoint(self.checkpoint_dir, self.cfg.resume_from_checkpoint)
-        if found is None:
-            self.say(f"no checkpoint in {self.checkpoint_dir} yet: starting from scratch")
-            return 0
-        step = load_checkpoint(self.accelerator, found)
-        self.say(f"resumed from {found} at step {step}")
-        return step
+        return resume(self.accelerator, self.checkpoint_dir, self.cfg.resume_from_checkpoint, self.cfg.to_dict())
 
     def record_config(self) -> None:
         cfg = self.cfg
@@ -235,15 +233,19 @@ class Trainer:
         main = self.accelerator.is_local_main_process
         self.bar = tqdm(total=cfg.max_train_steps, initial=self.step, disable=not main, desc="train")
         self.skipped, self.start_time, self.start_step, self.last_saved = 0, time.perf_counter(), self.step, None
+        self.bad_images: dict[str, str] = {}  # file (or row) -> why it is unreadable
         # The first non-finite step, kept on the device and read only when something is written (no sync per step).
         self.first_bad = torch.full((), -1, dtype=torch.long, device=self.accelerator.device)
         self.network.train()
         for callback in self.callbacks:
             callback.on_train_begin(self)
-        with eps_model(self.network, training=True, device=self.accelerator.device) as self.eps_model:
+        stop = StopOnSignal(self.accelerator)
+        with stop, eps_model(self.network, training=True, device=self.accelerator.device) as self.eps_model:
             while self.step < cfg.max_train_steps:
                 self.run_step()
                 self.after_step()
+                if (signum := stop.agreed()) is not None:
+                    self.interrupt(signum)
         self.bar.close()
         self.finish()
         return self.output_dir
@@ -279,7 +281,11 @@ class Trainer:
         )
         step_loss = torch.zeros((), device=acc.device)
         for m in range(accum):
-            images, keep = next(self.loader)
+            images, keep, bad = next(self.loader)
+            for where, reason in bad:
+                if where not in self.bad_images:
+                    self.say(f"skipping an unreadable image: {reason}")
+                    self.bad_images[where] = reason
             part = micro_slice(m, acc.process_index, acc.num_processes, self.micro_batch)
             t, noise, flip = (v[part][keep.to(v.device)] for v in (t_all, noise_all, flip_all))
             self.skipped += self.micro_batch - len(keep)
@@ -341,10 +347,31 @@ class Trainer:
 
     def save_checkpoint(self) -> None:
         self.last_saved = save_checkpoint(
-            self.accelerator, self.checkpoint_dir, self.step, self.cfg.checkpoints_total_limit
+            self.accelerator, self.checkpoint_dir, self.step, self.cfg.checkpoints_total_limit, self.cfg.to_dict()
         )
         for callback in self.callbacks:
             callback.on_checkpoint(self, self.last_saved)
+
+    def interrupt(self, signum: int) -> None:
+        """Stop on a signal: checkpoint the state after the last step (every process), say how to resume, raise."""
+        self.check_finite()
+        if self.last_saved is None or self.last_saved.name != f"checkpoint-{self.step}":
+            self.save_checkpoint()
+        self.bar.close()
+        message = (
+            f"stopped by {signal.Signals(signum).name} after step {self.step}; {self.last_saved} holds it. "
+            f"Resume with:\n  {resume_command()}"
+        )
+        self.say(message)
+        raise TrainingInterrupted(message, signum)
+
+    def bad_files(self) -> str:
+        """The distinct unreadable files skipped so far, for the final report."""
+        if not self.bad_images:
+            return ""
+        names = sorted(self.bad_images)
+        shown = ", ".join(names[:5]) + (f" and {len(names) - 5} more" if len(names) > 5 else "")
+        return f" ({len(names)} distinct file{'s' if len(names) > 1 else ''}: {shown})"
 
     def finish(self) -> None:
         """Save the EMA pipeline, its card and final samples (and push them), then report the run."""
@@ -366,8 +393,25 @@ class Trainer:
         peak = f", peak GPU memory {torch.cuda.max_memory_allocated(acc.device) / 2**30:.1f} GiB" if cuda else ""
         self.say(
             f"done: {self.step} steps ({self.step - self.start_step} this run) in {elapsed:.0f} s, {rate:.0f} "
-            f"images/s{peak}, {self.skipped} unreadable images skipped; EMA pipeline in {self.output_dir}"
+            f"images/s{peak}, {self.skipped} unreadable images skipped{self.bad_files()}; EMA pipeline in "
+            f"{self.output_dir}"
         )
+
+
+def resume_command(argv: list[str] | None = None) -> str:
+    """The command line that continues this run: the same arguments with `--resume_from_checkpoint latest`."""
+    argv = list(sys.argv if argv is None else argv)
+    if not argv or not argv[0].endswith(".py"):
+        return "the same training command with --resume_from_checkpoint latest"
+    kept, skip = [], False
+    for arg in argv[1:]:
+        if skip:
+            skip = False
+        elif arg == "--resume_from_checkpoint":
+            skip = True
+        elif not arg.startswith("--resume_from_checkpoint="):
+            kept.append(arg)
+    return shlex.join(["accelerate", "launch", argv[0], *kept, "--resume_from_checkpoint", "latest"])
 
 
 def train(cfg: TrainConfig, callbacks: Iterable[TrainerCallback] = ()) -> Path:

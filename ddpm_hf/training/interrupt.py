@@ -1,0 +1,94 @@
+"""Stopping on a signal without losing work.
+
+Clusters stop jobs with SIGTERM (preemption, time limits) and people press Ctrl-C (SIGINT). Either asks the run to
+stop after the step in progress: the loop saves a checkpoint on every process and ends with `TrainingInterrupted`.
+A second signal ends the process at once, by that signal, except within `DUPLICATE_WINDOW_S` of the first: launchers
+(`accelerate launch`, `torchrun`) forward the signal they receive to the processes that already got it from the
+terminal or the scheduler, and that copy must not count as the user insisting.
+"""
+
+from __future__ import annotations
+
+import signal
+import sys
+import threading
+import time
+from types import FrameType
+
+import torch
+import torch.distributed as dist
+from accelerate import Accelerator
+
+SIGNALS = (signal.SIGTERM, signal.SIGINT)
+DUPLICATE_WINDOW_S = 1.0
+
+
+class TrainingInterrupted(RuntimeError):
+    """The run stopped on a signal after saving a checkpoint; `exit_code` is the shell's 128 + signal number."""
+
+    def __init__(self, message: str, signum: int) -> None:
+        super().__init__(message)
+        self.signum = signum
+        self.exit_code = 128 + signum
+
+
+class StopOnSignal:
+    """Within the block, SIGTERM and SIGINT set a flag that `agreed()` turns into one decision for every process."""
+
+    def __init__(self, accelerator: Accelerator) -> None:
+        self.received: int | None = None
+        self._first_at = 0.0
+        self._previous: dict[int, object] = {}
+        self._several = accelerator.num_processes > 1 and dist.is_available() and dist.is_initialized()
+        self._group = None
+        if self._several and dist.get_backend() != "gloo":
+            # The flag is agreed on over a CPU group: no device sync, whatever the training backend.
+            self._group = dist.new_group(backend="gloo")
+        self._flag = torch.zeros(1, dtype=torch.int32)
+        self._work = None
+
+    def __enter__(self) -> StopOnSignal:
+        if threading.current_thread() is threading.main_thread():  # Python delivers signals to the main thread only
+            for sig in SIGNALS:
+                self._previous[sig] = signal.signal(sig, self._handle)
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if self._work is not None:
+            self._work.wait()  # every process started this reduction; finish it before the group is used again
+            self._work = None
+        for sig, handler in self._previous.items():
+            signal.signal(sig, handler)
+        self._previous.clear()
+
+    def _handle(self, signum: int, frame: FrameType | None) -> None:
+        now = time.monotonic()
+        if self.received is None:
+            self.received, self._first_at = signum, now
+            print(
+                f"\n{signal.Signals(signum).name}: finishing this step and saving a checkpoint; signal again to stop "
+                "at once",
+                file=sys.stderr,
+                flush=True,
+            )
+        elif now - self._first_at > DUPLICATE_WINDOW_S:
+            for sig in SIGNALS:
+                signal.signal(sig, signal.SIG_DFL)
+            signal.raise_signal(signum)
+
+    def agreed(self) -> int | None:
+        """The signal to stop for, the same on every process, asked at the end of each step.
+
+        One process decides alone. Several take the maximum of their flags with an asynchronous reduction started
+        at the end of the previous step and read here, so no process waits on the others within a step; they stop
+        together, at most one step after the first signal arrived.
+        """
+        if not self._several:
+            return self.received
+        decided = None
+        if self._work is not None:
+            self._work.wait()
+            decided = int(self._flag.item()) or None
+        self._flag.fill_(self.received or 0)
+        self._work = dist.all_reduce(self._flag, op=dist.ReduceOp.MAX, group=self._group, async_op=True)
+        return decided

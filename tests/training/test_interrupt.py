@@ -1,0 +1,135 @@
+"""Interrupted runs keep their work: real SIGTERM / SIGINT sent to real training processes (one, and two through
+`accelerate launch`), then a resume that ends bit-identical to an uninterrupted run."""
+
+import os
+import re
+import signal
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import pytest
+import torch
+from safetensors.torch import load_file
+
+from ddpm_hf.training.checkpoint import list_checkpoints
+from tiny import TINY_TRAINING, tiny_train_args
+
+ROOT = Path(__file__).resolve().parents[2]
+SCRIPT = str(ROOT / "examples" / "train_ddpm.py")
+FOREVER = {"max_train_steps": 100_000, "checkpointing_steps": 100_000, "dropout": 0.1}  # stops only on a signal
+LAUNCH = [sys.executable, "-m", "accelerate.commands.launch", "--num_machines", "1", "--mixed_precision", "no"]
+LAUNCH += ["--dynamo_backend", "no", "--main_process_port", "0"]
+ENV = {**os.environ, "ACCELERATE_USE_CPU": "true", "OMP_NUM_THREADS": "1"}
+
+
+class Training:
+    """A training process whose progress bar is watched, so that a signal is sent mid-run, after `steps` steps."""
+
+    def __init__(self, command: list[str]) -> None:
+        self.process = subprocess.Popen(
+            command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=ENV, cwd=ROOT,
+            start_new_session=True,  # its own process group, as a cluster job
+        )  # fmt: skip
+        self.err, self.steps = [], 0
+        threading.Thread(target=self._watch, daemon=True).start()
+
+    def _watch(self) -> None:
+        for chunk in iter(lambda: self.process.stderr.read(64), ""):
+            self.err.append(chunk)
+            done = re.findall(r"train:\s+\d+%\|[^|]*\| (\d+)/", "".join(self.err)[-2000:])
+            self.steps = max([self.steps, *map(int, done)])
+
+    def wait_for_steps(self, steps: int, timeout: float = 300) -> None:
+        end = time.monotonic() + timeout
+        while self.steps < steps:
+            assert self.process.poll() is None, "".join(self.err)[-3000:]
+            assert time.monotonic() < end, "training made no progress"
+            time.sleep(0.05)
+
+    def finish(self, timeout: float = 300) -> tuple[int, str]:
+        out = self.process.stdout.read()
+        code = self.process.wait(timeout)
+        return code, out
+
+
+def final_model(out: Path, step: int) -> dict:
+    return load_file(out / "checkpoints" / f"checkpoint-{step}" / "model.safetensors")
+
+
+def assert_same(a: dict, b: dict) -> None:
+    assert a.keys() == b.keys()
+    for key in a:
+        assert torch.equal(a[key], b[key]), key
+
+
+def test_sigterm_saves_says_how_to_resume_and_the_resumed_run_is_exact(tmp_path):
+    stopped = tmp_path / "stopped"
+    run = Training([sys.executable, SCRIPT, *tiny_train_args(stopped, **FOREVER)])
+    run.wait_for_steps(2)
+    run.process.send_signal(signal.SIGTERM)
+    code, out = run.finish()
+    assert code == 128 + signal.SIGTERM, "".join(run.err)[-2000:]
+    saved = list_checkpoints(stopped / "checkpoints")
+    assert len(saved) == 1 and not list((stopped / "checkpoints").glob("tmp-*"))
+    step = int(saved[0].name.split("-")[1])
+    assert step >= 2 and f"stopped by SIGTERM after step {step}" in out
+    command = out.split("Resume with:\n", 1)[1].strip()
+    assert command.startswith("accelerate launch ") and command.endswith("--resume_from_checkpoint latest")
+
+    # Resume to two steps further, against a run that was never stopped: the same weights, bit for bit.
+    end = {**FOREVER, "max_train_steps": step + 2}
+    resumed = subprocess.run(
+        [sys.executable, SCRIPT, *tiny_train_args(stopped, **end), "--resume_from_checkpoint", "latest"],
+        capture_output=True, text=True, env=ENV, cwd=ROOT,
+    )  # fmt: skip
+    assert resumed.returncode == 0 and f"at step {step}" in resumed.stdout, resumed.stderr[-2000:]
+    straight = tmp_path / "straight"
+    whole = subprocess.run([sys.executable, SCRIPT, *tiny_train_args(straight, **end)], capture_output=True, env=ENV)
+    assert whole.returncode == 0
+    assert_same(final_model(stopped, step + 2), final_model(straight, step + 2))
+
+
+def test_a_second_signal_stops_at_once(tmp_path):
+    # A network big enough that one step takes seconds on a CPU, so the second Ctrl-C lands within a step.
+    out = tmp_path / "run"
+    big = {**TINY_TRAINING["unet_config"], "block_out_channels": [128, 128], "norm_num_groups": 32}
+    slow = {**FOREVER, "unet_config": big}
+    run = Training([sys.executable, SCRIPT, *tiny_train_args(out, **slow), "--train_batch_size", "64"])
+    run.wait_for_steps(1)
+    run.process.send_signal(signal.SIGINT)
+    time.sleep(1.5)  # beyond the window in which a launcher's forwarded copy of the first is ignored
+    run.process.send_signal(signal.SIGINT)
+    code, _ = run.finish()
+    assert code == -signal.SIGINT  # ended by the signal itself, without finishing the step
+    assert list_checkpoints(out / "checkpoints") == []
+
+
+@pytest.mark.parametrize("signum", [signal.SIGTERM])
+def test_two_processes_stop_together_and_resume_exactly(tmp_path, signum):
+    """A cluster stops a job by signalling every process in it: here the launcher and both workers (the launcher
+    also forwards the signal to the workers, a copy they must not take for a second signal)."""
+    stopped = tmp_path / "stopped"
+    two = [*LAUNCH, "--multi_gpu", "--num_processes", "2", SCRIPT]
+    run = Training([*two, *tiny_train_args(stopped, **FOREVER)])
+    run.wait_for_steps(2)
+    os.killpg(run.process.pid, signum)
+    code, out = run.finish()
+    assert code != 0, out
+    saved = list_checkpoints(stopped / "checkpoints")
+    assert len(saved) == 1, "".join(run.err)[-3000:]
+    step = int(saved[0].name.split("-")[1])
+    assert {p.name for p in saved[0].glob("random_states_*.pkl")} == {"random_states_0.pkl", "random_states_1.pkl"}
+
+    end = {**FOREVER, "max_train_steps": step + 2}
+    resumed = subprocess.run(
+        [*two, *tiny_train_args(stopped, **end), "--resume_from_checkpoint", "latest"],
+        capture_output=True, text=True, env=ENV, cwd=ROOT,
+    )  # fmt: skip
+    assert resumed.returncode == 0, resumed.stderr[-3000:]
+    straight = tmp_path / "straight"
+    whole = subprocess.run([*two, *tiny_train_args(straight, **end)], capture_output=True, text=True, env=ENV, cwd=ROOT)
+    assert whole.returncode == 0, whole.stderr[-3000:]
+    assert_same(final_model(stopped, step + 2), final_model(straight, step + 2))
