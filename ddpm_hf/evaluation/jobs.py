@@ -12,13 +12,16 @@ import math
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 
 import numpy as np
 import torch
 
 from .frechet import FeatureSums, FIDStatistics
 from .store import SampleStore, Shard, ShardStore
+
+if TYPE_CHECKING:
+    from ..pipeline import DDPMPaperPipeline
 
 
 class FeatureExtractor(Protocol):
@@ -88,7 +91,7 @@ def to_uint8(images: torch.Tensor) -> torch.Tensor:
     return (images * 255).round().clamp(0, 255).to(torch.uint8).cpu()
 
 
-def sample_batches(pipe, shard: Shard, settings: SamplingSettings) -> Iterator[torch.Tensor]:
+def sample_batches(pipe: DDPMPaperPipeline, shard: Shard, settings: SamplingSettings) -> Iterator[torch.Tensor]:
     """The shard's images as uint8 NCHW batches, image i drawn with its own generator seeded `seed + i`."""
     for start in range(shard.start, shard.end, settings.batch_size):
         indices = range(start, min(start + settings.batch_size, shard.end))
@@ -104,7 +107,7 @@ def sample_batches(pipe, shard: Shard, settings: SamplingSettings) -> Iterator[t
 
 
 def make_sample_shards(
-    pipe,
+    pipe: DDPMPaperPipeline,
     store: SampleStore,
     shards: list[Shard],
     settings: SamplingSettings,
@@ -172,7 +175,7 @@ class BoundSettings:
 
 
 def bound_shards(
-    pipe,
+    pipe: DDPMPaperPipeline,
     store: ShardStore,
     shards: list[Shard],
     images: torch.utils.data.Dataset,
