@@ -64,6 +64,10 @@ def test_fid_stats_then_evaluate_writes_metrics_and_grid(tmp_path, run_example):
     assert result["model_revision"] is None and len(result["model_weights_sha256"]) == 64
     assert result["reference"]["dataset"] == "sklearn-digits" and result["wall_time_s"]["total"] > 0
     assert Image.open(out / "samples.png").size == (3 * 8, 2 * 8)  # 6 samples of 8×8 in a 2×3 grid
+    # The sample store is a folder of PNGs that the FID command line reads as it is.
+    assert fid_main([str(out / "samples"), str(stats_path), "--weights", str(weights)]) == pytest.approx(
+        result["metrics"]["fid"], rel=1e-6
+    )
     # The model card carries each metric with its image count and feature extractor.
     card = render_model_card("user/tiny", metrics=result).text
     inception = "Inception-v3 (TF 2015-12-05)"
