@@ -11,6 +11,7 @@ import sys
 from pathlib import Path
 
 import pytest
+from accelerate.state import AcceleratorState
 
 from ddpm_hf import DDPMUNet2DModel
 from tiny import TINY_UNET
@@ -35,8 +36,11 @@ def run_benchmark(monkeypatch, capsys):
         runpy.run_path(str(BENCHMARKS / script), run_name="__main__")
         return capsys.readouterr().out
 
+    accelerate_was_set_up = bool(AcceleratorState._shared_state)
     yield run
     sys.modules.pop("common", None)
+    if not accelerate_was_set_up:  # bench_training's Accelerator(cpu=True) would bind later in-process runs to it
+        AcceleratorState._reset_state(reset_partial_state=True)
 
 
 @pytest.mark.parametrize(
