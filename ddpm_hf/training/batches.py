@@ -9,8 +9,12 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from functools import lru_cache
+from typing import TYPE_CHECKING
 
 import torch
+
+if TYPE_CHECKING:
+    from .config import TrainConfig
 
 
 @lru_cache(maxsize=2)
@@ -43,6 +47,16 @@ def step_randomness(
     noise = torch.randn((batch_size, *sample_shape), generator=gen, device=device)
     flip = torch.rand(batch_size, generator=gen, device=device) < 0.5
     return t, noise, flip
+
+
+def micro_batch_size(batch_size: int, num_processes: int, accumulation: int) -> int:
+    """Images per process per accumulation step: the global batch split evenly, or a ValueError saying why not."""
+    if batch_size % (num_processes * accumulation):
+        raise ValueError(
+            f"train_batch_size={batch_size} is not divisible by {num_processes} processes × {accumulation} "
+            "accumulation steps (it is the global batch)"
+        )
+    return batch_size // (num_processes * accumulation)
 
 
 def micro_slice(micro_step: int, process_index: int, num_processes: int, micro_batch: int) -> slice:
@@ -86,3 +100,33 @@ def collate_valid(items: list) -> tuple[torch.Tensor | None, torch.Tensor, list]
     keep = [i for i, x in enumerate(items) if isinstance(x, torch.Tensor)]
     images = torch.stack([items[i] for i in keep]) if keep else None
     return images, torch.tensor(keep, dtype=torch.long), [x for x in items if not isinstance(x, torch.Tensor)]
+
+
+def step_loader(
+    data: torch.utils.data.Dataset,
+    cfg: TrainConfig,
+    process_index: int,
+    num_processes: int,
+    start_step: int,
+    num_workers: int = 0,
+) -> Iterator:
+    """This process's micro-batches `(images, kept positions, skipped images)` for steps `start_step` onwards."""
+    sampler = StepBatchSampler(
+        len(data),
+        cfg.train_batch_size,
+        cfg.gradient_accumulation_steps,
+        process_index,
+        num_processes,
+        cfg.seed,
+        start_step,
+        cfg.max_train_steps,
+    )
+    loader = torch.utils.data.DataLoader(
+        data,
+        batch_sampler=sampler,
+        collate_fn=collate_valid,
+        num_workers=num_workers,
+        # Its own generator: the loader must not draw from the global RNG that dropout uses (exact resume).
+        generator=torch.Generator().manual_seed(cfg.seed),
+    )
+    return iter(loader)

@@ -274,6 +274,18 @@ def parse_args(argv: list[str] | None = None) -> TrainConfig:
     return TrainConfig(**args)
 
 
+def epochs_as_steps(cfg: TrainConfig, num_images: int) -> dict[str, int]:
+    """diffusers' epoch-based flags (--num_epochs, --save_images_epochs, --save_model_epochs) as the step counts they
+    mean for `num_images` images, under the names of the step-based settings they replace."""
+    per_epoch = math.ceil(num_images / cfg.train_batch_size)
+    epochs = {
+        "max_train_steps": cfg.num_epochs,
+        "save_images_steps": cfg.save_images_epochs,
+        "save_pipeline_steps": cfg.save_model_epochs,
+    }
+    return {name: n * per_epoch for name, n in epochs.items() if n is not None}
+
+
 def preset_config(name: str, **overrides: Any) -> TrainConfig:
     """The preset's TrainConfig with `overrides` applied."""
     if name not in PRESETS:

@@ -9,6 +9,7 @@ terminal or the scheduler, and that copy must not count as the user insisting.
 
 from __future__ import annotations
 
+import shlex
 import signal
 import sys
 import threading
@@ -92,3 +93,19 @@ class StopOnSignal:
         self._flag.fill_(self.received or 0)
         self._work = dist.all_reduce(self._flag, op=dist.ReduceOp.MAX, group=self._group, async_op=True)
         return decided
+
+
+def resume_command(argv: list[str] | None = None) -> str:
+    """The command line that continues this run: the same arguments with `--resume_from_checkpoint latest`."""
+    argv = list(sys.argv if argv is None else argv)
+    if not argv or not argv[0].endswith(".py"):
+        return "the same training command with --resume_from_checkpoint latest"
+    kept, skip = [], False
+    for arg in argv[1:]:
+        if skip:
+            skip = False
+        elif arg == "--resume_from_checkpoint":
+            skip = True
+        elif not arg.startswith("--resume_from_checkpoint="):
+            kept.append(arg)
+    return shlex.join(["accelerate", "launch", argv[0], *kept, "--resume_from_checkpoint", "latest"])

@@ -1,44 +1,39 @@
 """The training loop (Algorithm 1 of the paper) with Accelerate.
 
-`train(cfg)` builds a `Trainer` and runs it. As improved-diffusion's `TrainLoop`, `run_loop` repeats `run_step`
-(`forward_backward` over the micro-batches, then `optimize`) and `after_step` (the NaN check, logging,
-checkpoints, sample grids, exports); each method does one of those jobs. `TrainerCallback`s observe the loop.
+`train(cfg)` builds a `Trainer` and runs it. Set-up reads top to bottom in `Trainer.__init__`. As improved-diffusion's
+`TrainLoop`, `run_loop` repeats `run_step` (`forward_backward` over the micro-batches, the optimizer and EMA updates)
+and `after_step` (the NaN check, logging, checkpoints, sample grids, exports), and stops early on a signal
+(`interrupt`); each method does one of those jobs. `TrainerCallback`s observe the loop.
 """
 
 from __future__ import annotations
 
 import contextlib
 import dataclasses
-import inspect
 import json
-import math
 import os
-import shlex
 import signal
-import sys
 import time
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 
 import torch
 from accelerate import Accelerator
 from accelerate.state import AcceleratorState
 from accelerate.utils import ProjectConfiguration, set_seed
-from diffusers import UNet2DModel
 from tqdm.auto import tqdm
 
 from ..data import ImageDataset, load_image_dataset, scale_to_model
 from ..fastpath import eps_model, memory_format
-from ..scheduler import DDPMPaperScheduler
-from ..unet import DDPMUNet2DModel
-from .batches import StepBatchSampler, collate_valid, micro_slice, step_randomness
+from .batches import micro_batch_size, micro_slice, step_loader, step_randomness
 from .callbacks import TrainerCallback
 from .checkpoint import resolve_checkpoint, resume, save_checkpoint
-from .config import TrainConfig
+from .config import TrainConfig, epochs_as_steps
 from .ema import EMA, warmup_decay
 from .export import ema_pipeline, log_grid, push_pipeline, save_pipeline, save_sample_grid
-from .interrupt import StopOnSignal, TrainingInterrupted
+from .interrupt import StopOnSignal, TrainingInterrupted, resume_command
 from .losses import diffusion_loss, make_loss
+from .model import build_scheduler, build_unet
 from .optim import learning_rate, make_optimizer
 
 
@@ -89,12 +84,7 @@ class Trainer:
     def split_batch(self) -> int:
         """The per-device micro-batch: the global batch over processes × accumulation steps."""
         procs, accum = self.accelerator.num_processes, self.cfg.gradient_accumulation_steps
-        if self.cfg.train_batch_size % (procs * accum):
-            raise ValueError(
-                f"train_batch_size={self.cfg.train_batch_size} is not divisible by {procs} processes × {accum} "
-                "accumulation"
-            )
-        micro_batch = self.cfg.train_batch_size // (procs * accum)
+        micro_batch = micro_batch_size(self.cfg.train_batch_size, procs, accum)
         self.say(
             f"global batch {self.cfg.train_batch_size} = {procs} processes × {accum} accumulation × "
             f"{micro_batch} per device"
@@ -112,20 +102,7 @@ class Trainer:
         streams for dropout."""
         cfg = self.cfg
         set_seed(cfg.seed)
-        loaded = {}
-        if cfg.model_config_name_or_path:  # diffusers' --model_config_name_or_path: a UNet2DModel config to train
-            keys = set(inspect.signature(UNet2DModel.__init__).parameters) - {"self"}
-            loaded = {k: v for k, v in UNet2DModel.load_config(cfg.model_config_name_or_path).items() if k in keys}
-        overrides = {**loaded, **cfg.unet_config, "sample_size": cfg.resolution}  # the network follows the data
-        self.unet = DDPMUNet2DModel.from_paper_config(cfg.model, **{**overrides, "dropout": cfg.dropout})
-        self.scheduler = DDPMPaperScheduler(
-            num_train_timesteps=cfg.num_train_timesteps,
-            beta_start=cfg.beta_start,
-            beta_end=cfg.beta_end,
-            beta_schedule=cfg.beta_schedule,
-            variance_type=cfg.variance_type,
-            prediction_type=cfg.prediction_type,
-        )
+        self.unet, self.scheduler = build_unet(cfg), build_scheduler(cfg)
         set_seed(cfg.seed, device_specific=True)
         device = self.accelerator.device
         # The training layout must be set before Accelerate wraps the network for DDP (fastpath.eps_model).
@@ -153,21 +130,10 @@ class Trainer:
     def plan_steps(self) -> None:
         """Epoch-based flags (diffusers' --num_epochs, --save_images_epochs, --save_model_epochs) as step counts; the
         effective values replace the configured ones, so train_config.json and the card say what ran."""
-        cfg = self.cfg
-        per_epoch = math.ceil(len(self.data) / cfg.train_batch_size)
-        steps = {}
-        if cfg.num_epochs is not None:
-            steps["max_train_steps"] = cfg.num_epochs * per_epoch
-        if cfg.save_images_epochs is not None:
-            steps["save_images_steps"] = cfg.save_images_epochs * per_epoch
-        if cfg.save_model_epochs is not None:
-            steps["save_pipeline_steps"] = cfg.save_model_epochs * per_epoch
+        steps = epochs_as_steps(self.cfg, len(self.data))
         if steps:
-            self.say(
-                f"{per_epoch} steps per epoch of {len(self.data)} images: "
-                + ", ".join(f"{k} = {v}" for k, v in steps.items())
-            )
-        self.cfg = dataclasses.replace(cfg, mixed_precision=self.accelerator.mixed_precision, **steps)
+            self.say(f"epochs of {len(self.data)} images: " + ", ".join(f"{k} = {v}" for k, v in steps.items()))
+        self.cfg = dataclasses.replace(self.cfg, mixed_precision=self.accelerator.mixed_precision, **steps)
 
     def build_optimization(self) -> None:
         """Adam on the prepared (possibly DDP-wrapped) network, and the EMA of its weights."""
@@ -202,28 +168,10 @@ class Trainer:
         if cfg.report_to:
             self.accelerator.init_trackers("ddpm", config={k: str(v) for k, v in cfg.to_dict().items()})
 
-    def make_loader(self) -> Iterable:
-        """This process's micro-batches of images for the remaining steps (see `batches`)."""
+    def make_loader(self) -> Iterator:
+        """This process's micro-batches of images for the remaining steps (see `batches.step_loader`)."""
         cfg, acc = self.cfg, self.accelerator
-        sampler = StepBatchSampler(
-            len(self.data),
-            cfg.train_batch_size,
-            cfg.gradient_accumulation_steps,
-            acc.process_index,
-            acc.num_processes,
-            cfg.seed,
-            self.step,
-            cfg.max_train_steps,
-        )
-        loader = torch.utils.data.DataLoader(
-            self.data,
-            batch_sampler=sampler,
-            collate_fn=collate_valid,
-            num_workers=cfg.dataloader_num_workers,
-            # Its own generator: the loader must not draw from the global RNG that dropout uses (exact resume).
-            generator=torch.Generator().manual_seed(cfg.seed),
-        )
-        return iter(loader)
+        return step_loader(self.data, cfg, acc.process_index, acc.num_processes, self.step, cfg.dataloader_num_workers)
 
     # --- the loop --------------------------------------------------------------------------------------------
 
@@ -396,22 +344,6 @@ class Trainer:
             f"images/s{peak}, {self.skipped} unreadable images skipped{self.bad_files()}; EMA pipeline in "
             f"{self.output_dir}"
         )
-
-
-def resume_command(argv: list[str] | None = None) -> str:
-    """The command line that continues this run: the same arguments with `--resume_from_checkpoint latest`."""
-    argv = list(sys.argv if argv is None else argv)
-    if not argv or not argv[0].endswith(".py"):
-        return "the same training command with --resume_from_checkpoint latest"
-    kept, skip = [], False
-    for arg in argv[1:]:
-        if skip:
-            skip = False
-        elif arg == "--resume_from_checkpoint":
-            skip = True
-        elif not arg.startswith("--resume_from_checkpoint="):
-            kept.append(arg)
-    return shlex.join(["accelerate", "launch", argv[0], *kept, "--resume_from_checkpoint", "latest"])
 
 
 def train(cfg: TrainConfig, callbacks: Iterable[TrainerCallback] = ()) -> Path:
