@@ -111,18 +111,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 def check_reference(path: str, extractor, what: str) -> FIDStatistics:
     """Statistics from fid_stats.py, refused (before any sampling) unless made by this very extractor."""
     reference = FIDStatistics.load(path)
-    if reference.extractor_name != extractor.name:
-        raise SystemExit(
-            f"{path} holds {reference.extractor_name} statistics, but {what} needs {extractor.name} ones; make them "
-            f"with examples/fid_stats.py --extractor {extractor.name}"
-        )
-    if reference.weights_id not in (None, extractor.weights_id):
-        source = getattr(extractor, "weights_path", None) or getattr(extractor, "model", "")
-        raise SystemExit(
-            f"{path} was computed with other {'Inception' if extractor.name == 'inception' else 'DINOv2'} weights "
-            f"({reference.weights_id}) than {source} ({extractor.weights_id}); recompute it with "
-            "examples/fid_stats.py and the same weights"
-        )
+    try:
+        reference.check_made_by(extractor, path)
+    except ValueError as e:
+        raise SystemExit(f"{what}: {e}") from None
     return reference
 
 

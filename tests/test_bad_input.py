@@ -1,6 +1,7 @@
 """Bad input at the pipeline's doors gets a message that says what is wrong, not a wrong result or a raw traceback:
 a network whose output is not finite, a local folder that does not exist."""
 
+import numpy as np
 import pytest
 import torch
 
@@ -34,3 +35,45 @@ def test_examples_report_a_missing_model_folder(run_example, tmp_path):
     missing = tmp_path / "no-such-run"
     with pytest.raises(FileNotFoundError, match=f"no pipeline folder at {missing}"):
         run_example("evaluate_nll", ["--model", missing, "--dataset_name", "sklearn-digits", "--num_images", 1])
+
+
+def test_the_fid_cli_checks_statistics_before_computing_any_features(tmp_path, monkeypatch, capsys):
+    import ddpm_hf.evaluation.features as features
+    from ddpm_hf.evaluation import FIDStatistics
+    from ddpm_hf.evaluation.fid import main as fid_main
+    from test_evaluation_cli import write_images
+    from tiny_inception import TinyFeatures, save_tiny
+
+    weights = save_tiny(TinyFeatures(), tmp_path)
+    folder = write_images(tmp_path / "samples", 0)
+    other = FIDStatistics(np.zeros(8), np.eye(8), 10, weights_id="another-network")
+    other.save(tmp_path / "other.npz")
+    computed = []
+    monkeypatch.setattr(features, "dataset_statistics", lambda *a, **k: computed.append(a) or pytest.fail("features"))
+    for paths, message in (
+        ([folder, tmp_path / "other.npz"], "computed with other Inception weights"),
+        ([folder, tmp_path / "missing.npz"], "does not exist"),
+    ):
+        with pytest.raises(SystemExit):
+            fid_main([*map(str, paths), "--weights", str(weights)])
+        assert message in capsys.readouterr().err
+    assert computed == []  # refused before extracting a single feature
+
+
+def test_non_finite_statistics_are_refused_and_a_nan_model_stops_the_evaluation(tmp_path, run_example):
+    from ddpm_hf.evaluation import FIDStatistics
+    from tiny_inception import TinyFeatures, save_tiny
+
+    with pytest.raises(ValueError, match="NaN or infinite"):
+        FIDStatistics(np.array([0.0, np.nan]), np.eye(2), 5)
+    weights = save_tiny(TinyFeatures(), tmp_path)
+    FIDStatistics(np.zeros(8), np.eye(8), 10).save(tmp_path / "ref.npz")
+    pipe = tiny_pipeline()
+    with torch.no_grad():
+        pipe.unet.conv_out.bias.fill_(float("nan"))
+    pipe.save_pretrained(tmp_path / "model")
+    argv = ["--model", tmp_path / "model", "--num_samples", 4, "--batch_size", 4, "--num_inference_steps", 2]
+    argv += ["--reference", tmp_path / "ref.npz", "--inception_weights", weights, "--output_dir", tmp_path / "eval"]
+    with pytest.raises(NonFiniteSampleError):  # not a finite FID from black images, with exit code 0
+        run_example("evaluate", argv)
+    assert not (tmp_path / "eval" / "metrics.json").exists()

