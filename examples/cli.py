@@ -7,12 +7,14 @@ import os
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+import diffusers
 import torch
 from PIL import Image
 
 from ddpm_hf import DDPMPaperPipeline
 from ddpm_hf.analysis import to_pil
 from ddpm_hf.data import ImageDataset, load_image_dataset
+from ddpm_hf.evaluation.distributed import Processes
 from ddpm_hf.evaluation.inception import files_sha256
 from ddpm_hf.grid import image_grid
 
@@ -55,6 +57,18 @@ def load_pipeline(args: argparse.Namespace, folder: str | None = None) -> DDPMPa
     if folder is not None:
         return DDPMPaperPipeline.from_pretrained(folder).to(args.device)
     return DDPMPaperPipeline.from_pretrained(args.model, revision=args.revision).to(args.device)
+
+
+def open_job(args: argparse.Namespace) -> tuple[Processes, DDPMPaperPipeline, str, str | None]:
+    """What a sharded evaluation job starts from: its processes (setting `args.device` to this one's), the pipeline
+    with its own progress bars off (the job has one, on the main process), its folder and Hub commit."""
+    procs = Processes(args.device)
+    args.device = procs.device
+    folder, revision = resolve_model(args.model, args.revision)
+    diffusers.utils.logging.disable_progress_bar()
+    pipe = load_pipeline(args, folder)
+    pipe.set_progress_bar_config(disable=True)
+    return procs, pipe, folder, revision
 
 
 def resolve_model(model: str, revision: str | None) -> tuple[str, str | None]:

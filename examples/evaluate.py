@@ -25,14 +25,12 @@ import json
 import time
 from pathlib import Path
 
-import diffusers
 import torch
 from cli import (
     add_model_arguments,
-    load_pipeline,
     network_images,
+    open_job,
     positive_int,
-    resolve_model,
     save_grid,
     weights_sha256,
 )
@@ -42,7 +40,7 @@ from ddpm_hf import DDPMPaperPipeline
 from ddpm_hf.data import load_image_dataset
 from ddpm_hf.evaluation import FIDStatistics, InceptionV3, frechet_distance
 from ddpm_hf.evaluation.dinov2 import DEFAULT_DINOV2, DINOv2, DINOv2WeightsError
-from ddpm_hf.evaluation.distributed import JobProgress, Processes
+from ddpm_hf.evaluation.distributed import JobProgress
 from ddpm_hf.evaluation.inception_score import inception_score_of_blocks
 from ddpm_hf.evaluation.jobs import (
     BoundSettings,
@@ -232,12 +230,7 @@ def compute_metrics(args, measures: Measures, samples: SampleStore, nll: ShardSt
 def main(argv: list[str] | None = None) -> dict | None:
     args = parse_args(argv)
     start = time.perf_counter()
-    procs = Processes(args.device)
-    args.device = procs.device
-    folder, revision = resolve_model(args.model, args.revision)
-    diffusers.utils.logging.disable_progress_bar()  # the job has one bar, on the main process
-    pipe = load_pipeline(args, folder)
-    pipe.set_progress_bar_config(disable=True)
+    procs, pipe, folder, revision = open_job(args)
     measures = Measures(args, procs.device)  # every refusal happens here, on every process, before any sampling
     model_sha = weights_sha256(folder)
     output_dir = Path(args.output_dir)

@@ -18,20 +18,18 @@ import json
 import time
 from pathlib import Path
 
-import diffusers
 from cli import (
     add_bound_arguments,
     add_data_arguments,
     add_model_arguments,
-    load_pipeline,
     load_split,
     network_images,
+    open_job,
     positive_int,
-    resolve_model,
     weights_sha256,
 )
 
-from ddpm_hf.evaluation.distributed import JobProgress, Processes
+from ddpm_hf.evaluation.distributed import JobProgress
 from ddpm_hf.evaluation.jobs import BoundSettings, Timings, bound_shards, bound_summary
 from ddpm_hf.evaluation.store import ShardStore, StoreMismatchError
 
@@ -52,12 +50,7 @@ def main(argv: list[str] | None = None) -> dict | None:
     parser.add_argument("--output", default="nll.json")
     args = parser.parse_args(argv)
 
-    procs = Processes(args.device)
-    args.device = procs.device
-    folder, _ = resolve_model(args.model, args.revision)
-    diffusers.utils.logging.disable_progress_bar()  # the job has one bar, on the main process
-    pipe = load_pipeline(args, folder)
-    pipe.set_progress_bar_config(disable=True)
+    procs, pipe, folder, _ = open_job(args)
     ds, column = load_split(args)
     if args.num_images > len(ds):
         raise SystemExit(f"--num_images {args.num_images} is out of range: the {args.split} split has {len(ds)} images")

@@ -96,3 +96,19 @@ PUSHED_PIPELINE_FILES = {  # what a pushed run's repo holds: the pipeline, its c
     "README.md",
     "samples.png",
 }
+
+
+def write_image_folder(root, count: int, size: int, mode: str = "L", broken: tuple[str, ...] = ()):
+    """`root/all/0.png …`: `count` random `size`² images (mode L or RGB), plus unreadable files named in `broken`."""
+    import numpy as np
+    from PIL import Image
+
+    rng = np.random.default_rng(0)
+    folder = root / "all"
+    folder.mkdir(parents=True)
+    shape = (size, size) if mode == "L" else (size, size, 3)
+    for i in range(count):
+        Image.fromarray(rng.integers(0, 256, shape, dtype=np.uint8), mode=mode).save(folder / f"{i}.png")
+    for name in broken:
+        (folder / name).write_bytes(b"not an image")
+    return root

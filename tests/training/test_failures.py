@@ -15,7 +15,7 @@ from PIL import Image
 from ddpm_hf.data import ImageDataset, to_tensor
 from ddpm_hf.training import Trainer, TrainerCallback, parse_args, train
 from ddpm_hf.training.checkpoint import CheckpointError, list_checkpoints, verify_checkpoint
-from tiny import TINY_TRAINING, tiny_train_args
+from tiny import TINY_TRAINING, tiny_train_args, write_image_folder
 
 TWO_CHECKPOINTS = {"max_train_steps": 4, "checkpointing_steps": 2, "checkpoints_total_limit": "none"}
 
@@ -91,16 +91,8 @@ def test_resuming_another_network_names_the_settings_that_differ(run_with_two_ch
 
 
 def test_skipped_images_are_reported_by_file(tmp_path, capsys):
-    folder = tmp_path / "imgs" / "all"
-    folder.mkdir(parents=True)
-    rng = np.random.default_rng(0)
-    for i in range(6):
-        Image.fromarray(rng.integers(0, 256, (8, 8), dtype=np.uint8)).save(folder / f"{i}.png")
-    for name in ("broken.png", "empty.png"):
-        (folder / name).write_bytes(b"not an image" if name == "broken.png" else b"")
-    args = tiny_train_args(
-        tmp_path / "run", max_train_steps=3, train_data_dir=tmp_path / "imgs", skip_bad_images="true"
-    )
+    data = write_image_folder(tmp_path / "imgs", count=6, size=8, broken=("broken.png", "empty.png"))
+    args = tiny_train_args(tmp_path / "run", max_train_steps=3, train_data_dir=data, skip_bad_images="true")
     train(parse_args(args))
     out = capsys.readouterr().out
     assert out.count("skipping an unreadable image") == 2  # each file once, however often it is drawn

@@ -19,18 +19,9 @@ from ddpm_hf import DDPMPaperPipeline
 from ddpm_hf.training import Trainer, TrainerCallback, parse_args, train
 from ddpm_hf.training.ema import warmup_decay
 from ddpm_hf.training.optim import learning_rate
-from tiny import TINY_TRAINING, tiny_train_args
+from tiny import TINY_TRAINING, tiny_train_args, write_image_folder
 
 ROOT = Path(__file__).resolve().parents[2]
-
-
-def image_folder(folder: Path, count: int, size: int, mode: str = "L") -> Path:
-    rng = np.random.default_rng(0)
-    (folder / "all").mkdir(parents=True)
-    for i in range(count):
-        shape = (size, size) if mode == "L" else (size, size, 3)
-        Image.fromarray(rng.integers(0, 256, shape, dtype=np.uint8), mode=mode).save(folder / "all" / f"{i}.png")
-    return folder
 
 
 class Record(TrainerCallback):
@@ -45,7 +36,7 @@ class Record(TrainerCallback):
 
 
 def test_epochs_become_steps_and_what_ran_is_recorded(tmp_path):
-    data = image_folder(tmp_path / "imgs", count=12, size=8)  # batch 8: 2 steps an epoch
+    data = write_image_folder(tmp_path / "imgs", count=12, size=8)  # batch 8: 2 steps an epoch
     out = tmp_path / "run"
     args = tiny_train_args(out, train_data_dir=data, num_epochs=3, save_images_epochs=2, checkpointing_steps=100)
     train(parse_args(args))
@@ -120,7 +111,7 @@ def test_sample_grids_reach_tensorboard(tmp_path):
 
 
 def test_the_network_follows_resolution(tmp_path):
-    data = image_folder(tmp_path / "imgs", count=8, size=20)
+    data = write_image_folder(tmp_path / "imgs", count=8, size=20)
     out = tmp_path / "run"
     args = tiny_train_args(out, train_data_dir=data, resolution=16, max_train_steps=1)
     train(parse_args(args))
@@ -134,7 +125,7 @@ def serve_flowers(hub_server, tmp_path: Path) -> None:
     import datasets
     from huggingface_hub import HfApi
 
-    folder = image_folder(tmp_path / "flowers", count=8, size=72, mode="RGB")
+    folder = write_image_folder(tmp_path / "flowers", count=8, size=72, mode="RGB")
     ds = datasets.load_dataset("imagefolder", data_dir=str(folder), split="train")
     ds.to_parquet(tmp_path / "train.parquet")
     api = HfApi()
