@@ -95,31 +95,37 @@ def upload_folder(
     create_pr: bool = False,
     files: list[str] | None = None,
     source: str | None = None,
+    repo_type: str = "model",
 ) -> CommitInfo:
     """Commit a pipeline folder to `repo_id` (created if missing) on branch `revision` (created from main if missing).
 
     Uploads exactly `files` (paths relative to `folder`; default: `pipeline_files(folder)`) and only reads `folder`.
     `private=True` refuses an existing public repo rather than publish into it. Failures raise
     `HubUploadError` saying what went wrong and that `source` (default: the folder) is intact; the client skips
-    already-uploaded files when the push is repeated.
+    already-uploaded files when the push is repeated. `repo_type="space"` commits to a Space (created as a Gradio
+    Space) instead of a model repo: pass its `files`.
     """
+    if repo_type not in ("model", "space"):
+        raise ValueError(f"repo_type must be 'model' or 'space', got {repo_type!r}")
     api, source = HfApi(token=token), source or str(folder)
+    space = {"space_sdk": "gradio"} if repo_type == "space" else {}
     operations = [
         CommitOperationAdd(path_in_repo=name, path_or_fileobj=str(Path(folder) / name))
         for name in (files if files is not None else pipeline_files(folder))
     ]
     try:
         # A bare name is created in the caller's namespace; the Hub answers with the full id.
-        repo_id = api.create_repo(repo_id, private=private, exist_ok=True).repo_id
-        if private and not api.repo_info(repo_id).private:
+        repo_id = api.create_repo(repo_id, private=private, exist_ok=True, repo_type=repo_type, **space).repo_id
+        if private and not api.repo_info(repo_id, repo_type=repo_type).private:
             raise HubUploadError(
                 f"{repo_id} already exists and is public, and private=True does not change an existing repo's "
                 f"visibility. Nothing was uploaded; {source} is intact. Make the repo private first or push elsewhere."
             )
         if revision is not None and revision != "main":
-            api.create_branch(repo_id, branch=revision, exist_ok=True)
+            api.create_branch(repo_id, branch=revision, exist_ok=True, repo_type=repo_type)
         return api.create_commit(
             repo_id=repo_id,
+            repo_type=repo_type,
             operations=operations,
             revision=revision,
             commit_message=commit_message or "Upload DDPMPaperPipeline",

@@ -7,18 +7,47 @@ python examples/push_to_hub.py --model runs/cifar10 --repo_id you/ddpm-cifar10 -
 The card is rendered from model_card.md for --repo_id, keeping the training configuration and dataset of the card
 that training saved in the folder (README.md), and adding the measured metrics of `examples/evaluate.py`'s JSON
 (--metrics, or MODEL/metrics.json when present). The folder itself is only read: a failed push loses nothing.
+
+python examples/push_to_hub.py --model runs/digits --repo_id you/ddpm-digits --space you/ddpm-digits-demo
+
+--space also makes a Gradio Space beside the model (created if missing): examples/app.py as its app.py, a
+requirements.txt that installs this package with its demo extra (--space_requirement names another source of it,
+e.g. `ddpm_hf[demo] @ git+https://github.com/you/ddpm_hf@v0.2.0`), and a README whose front matter Spaces read
+(sdk: gradio, app_file, and the model under `models:`, which both links the two on the Hub and tells the app which
+model to open).
 """
 
 import argparse
+import importlib.metadata
 import json
 import shutil
 import sys
 import tempfile
 from pathlib import Path
 
+from huggingface_hub import SpaceCard, SpaceCardData
+
+import ddpm_hf
 from ddpm_hf import DDPMPaperPipeline
 from ddpm_hf.card import rerender_card
 from ddpm_hf.hub import HubUploadError, pipeline_files, upload_folder
+
+APP = Path(__file__).with_name("app.py")
+SPACE_REQUIREMENT = f"ddpm_hf[demo]=={ddpm_hf.__version__}"  # this package, with the app's own requirements
+SPACE_FILES = ["README.md", "app.py", "requirements.txt"]
+SPACE_TEXT = """
+# DDPM demo: {model}
+
+Sample [{model}]({model_url}) (a `DDPMPaperPipeline` of the `ddpm_hf` package) and watch the reverse process run,
+interpolate between two images as in the paper's Fig. 8, or measure an image's bits/dim and its rate–distortion curve.
+
+Run it on your machine:
+
+```bash
+pip install "{requirement}"
+python app.py --model {model}
+```
+"""
 
 
 def stage(model: Path, staged: Path) -> list[str]:
@@ -31,6 +60,29 @@ def stage(model: Path, staged: Path) -> list[str]:
     return files
 
 
+def stage_space(staged: Path, model_repo: str, endpoint: str, requirement: str) -> list[str]:
+    """Write a Gradio Space that opens `model_repo` into `staged`; return its files' names."""
+    staged.mkdir(parents=True, exist_ok=True)
+    shutil.copy2(APP, staged / "app.py")
+    (staged / "requirements.txt").write_text(requirement + "\n")
+    try:
+        gradio_version = importlib.metadata.version("gradio")  # the Gradio the app runs with here
+    except importlib.metadata.PackageNotFoundError:
+        gradio_version = None
+    data = SpaceCardData(
+        title=f"DDPM {model_repo.split('/')[-1]}",
+        sdk="gradio",
+        sdk_version=gradio_version,
+        app_file="app.py",
+        models=[model_repo],
+        pinned=False,
+        short_description="Sample, interpolate and measure a DDPM",
+    )
+    text = SPACE_TEXT.format(model=model_repo, model_url=f"{endpoint}/{model_repo}", requirement=requirement)
+    SpaceCard(f"---\n{data.to_yaml()}\n---\n{text}").save(staged / "README.md")
+    return list(SPACE_FILES)
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--model", required=True, help="a folder saved by save_pretrained / the training script")
@@ -41,7 +93,15 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--revision", default=None, help="branch to commit to (created from main if missing)")
     parser.add_argument("--commit_message", default=None)
     parser.add_argument("--token", default=None, help="default: HF_TOKEN or the stored login")
+    parser.add_argument("--space", default=None, help="also make a Gradio Space (owner/name) demoing the model")
+    parser.add_argument(
+        "--space_requirement",
+        default=SPACE_REQUIREMENT,
+        help=f"the Space's requirements.txt line that installs this package (default: {SPACE_REQUIREMENT})",
+    )
     args = parser.parse_args(argv)
+    if args.space and args.revision not in (None, "main"):
+        parser.error("--space opens the model's main branch: push the model without --revision to add a Space")
 
     model = Path(args.model)
     DDPMPaperPipeline.from_pretrained(model)  # refuse to push a folder that does not load
@@ -72,6 +132,25 @@ def main(argv: list[str] | None = None) -> None:
         except HubUploadError as e:
             sys.exit(f"push failed: {e}")
     print(f"pushed {model} to {commit.commit_url}" + (" with metrics" if metrics else ""))
+    if args.space:
+        model_repo = commit.repo_url.repo_id  # the full id, also when --repo_id was a bare name
+        with tempfile.TemporaryDirectory() as tmp:
+            staged = Path(tmp) / "space"
+            files = stage_space(staged, model_repo, commit.repo_url.endpoint, args.space_requirement)
+            try:
+                space = upload_folder(
+                    staged,
+                    args.space,
+                    private=args.private or None,
+                    commit_message=args.commit_message or f"Demo of {model_repo}",
+                    token=args.token,
+                    files=files,
+                    source="the Space's files (the model is pushed)",
+                    repo_type="space",
+                )
+            except HubUploadError as e:
+                sys.exit(f"the model is pushed, but the Space push failed: {e}")
+        print(f"made the Space {space.repo_url.repo_id} for {model_repo}: {space.commit_url}")
 
 
 if __name__ == "__main__":
