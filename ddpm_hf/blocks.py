@@ -16,15 +16,18 @@ from torch import nn
 
 from .fastpath import weight_memory_format
 
+_compiling = getattr(torch.compiler, "is_compiling", lambda: False)  # torch.compiler.is_compiling: PyTorch ≥ 2.3
+
 
 def dropout(x: torch.Tensor, p: float, training: bool) -> torch.Tensor:
     """Inverted dropout (Srivastava et al. 2014, the paper's Appendix B regulariser): zero with probability p, scale
     the rest by 1/(1-p).
 
     On CPU the mask compares uniform 31-bit integers with p·2³¹ (exact to 2⁻³¹), which PyTorch draws faster than its
-    `bernoulli_` kernel (docs/benchmarks.md); elsewhere it is `F.dropout`.
+    `bernoulli_` kernel (docs/benchmarks.md); elsewhere, and under torch.compile (which cannot trace the in-place
+    `random_` and fuses `F.dropout`'s own draw into its kernels), it is `F.dropout`.
     """
-    if not training or p == 0.0 or x.device.type != "cpu":
+    if not training or p == 0.0 or x.device.type != "cpu" or _compiling():
         return F.dropout(x, p, training)
     if not 0.0 <= p <= 1.0:
         raise ValueError(f"dropout probability must be in [0, 1], got {p}")

@@ -1,4 +1,5 @@
-"""How the network runs fastest on a device, in one place: numerics (precision), memory layout and CUDA graphs.
+"""How the network runs fastest on a device, in one place: numerics (precision), memory layout, CUDA graphs and
+the opt-in torch.compile.
 
 `eps_model` is the only way the package calls the network: sampling, the bound and training all get ε_θ from it.
 Why each choice is made is measured in docs/benchmarks.md.
@@ -46,6 +47,27 @@ def weight_memory_format(weight: torch.Tensor) -> torch.memory_format:
     """channels_last if a conv weight with a spatial kernel is stored that way, else NCHW."""
     channels_last = weight.is_contiguous(memory_format=torch.channels_last) and not weight.is_contiguous()
     return torch.channels_last if channels_last else torch.contiguous_format
+
+
+def compile_network(unet: torch.nn.Module, **compile_kwargs) -> torch.nn.Module:
+    """Opt-in: from its next call on, `unet` runs through `torch.compile` (inductor), in place; returns `unet`.
+
+        from ddpm_hf.fastpath import compile_network
+        compile_network(pipe.unet)          # then pipe(...) as usual, in any precision
+
+    Every precision of `eps_model` then runs the compiled network: under bf16 autocast the casts are compiled in,
+    and `"auto"` on CUDA records the compiled kernels in its CUDA graph. The module stays the same object (PyTorch's
+    `nn.Module.compile`), so saving, loading state and `pipe.unet.config` are unaffected. Shapes are static by default
+    (`dynamic=False`): each batch size, precision and layout compiles once, at its first call, which on a GPU takes
+    tens of seconds to minutes (reported by benchmarks/bench_sampling.py). Inductor keeps its compiled kernels in a
+    cache on disk (`TORCHINDUCTOR_CACHE_DIR`), so a later process compiles the same network faster.
+    `compile_kwargs` go to `torch.compile` (`mode`, `backend`, `fullgraph`, `options`, `dynamic`).
+
+    For training, `accelerate launch --dynamo_backend inductor` compiles the network the same way (Accelerate's
+    `torch.compile` of the prepared model), and `eps_model(..., training=True)` runs it.
+    """
+    unet.compile(**{"dynamic": False, **compile_kwargs})
+    return unet
 
 
 class GraphedFunction:
@@ -115,6 +137,7 @@ def eps_model(
 
     `device` is where the network runs (default: its parameters'; a pipeline passes its execution device).
     Autocast stays on for the whole block, so its cast weights are reused from one call to the next.
+    A network passed through `compile_network` runs compiled in each of these modes (see there).
     """
     first = next(unet.parameters())
     device = torch.device(device) if device is not None else first.device

@@ -1,15 +1,17 @@
 """What only a CUDA GPU can check (skipped elsewhere; benchmarks/gpu_check.sh runs it): the CUDA-graph sampler
-of precision="auto" (counted replays, bf16 autocast), fp32 parity with diffusers on the GPU, and the training loop's
-GPU fast path."""
+of precision="auto" (counted replays, bf16 autocast), the same with the network compiled (inductor's Triton kernels
+recorded in the graph), fp32 parity with diffusers on the GPU, and the training loop's GPU fast path."""
 
 import json
 
 import pytest
 import torch
+import torch._dynamo
 from diffusers import DDPMPipeline, DDPMScheduler, UNet2DModel
+from torch._dynamo.utils import counters
 
 from ddpm_hf import DDPMPaperPipeline, DDPMUNet2DModel
-from ddpm_hf.fastpath import GraphedFunction
+from ddpm_hf.fastpath import GraphedFunction, compile_network
 from tiny import TINY_UNET, tiny_pipeline
 
 pytestmark = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
@@ -60,6 +62,32 @@ def test_auto_samples_from_a_cuda_graph_in_bf16(monkeypatch):
         assert graphed.shape == (batch, 3, 8, 8)
         assert (graphed - eager).abs().max().item() < 2e-3
         assert 1e-5 < (graphed - fp32).abs().mean().item() < 0.05
+
+
+def test_compiled_network_in_the_auto_graph(monkeypatch):
+    """compile_network + precision="auto": the compiled network, under bf16 autocast, replayed from one CUDA graph per
+    shape. Its images equal the same compiled network's launched without the graph ("bf16"), differ from fp32's as
+    bf16 does (a compile that dropped autocast would give fp32's), and the compiled fp32 network gives fp32's."""
+    if not torch.cuda.is_bf16_supported(including_emulation=False):
+        pytest.skip("this GPU has no native bf16, so precision='auto' is eager fp32 here")
+    torch._dynamo.reset()
+    counters.clear()
+    replayed = []
+    replay = torch.cuda.CUDAGraph.replay
+    monkeypatch.setattr(torch.cuda.CUDAGraph, "replay", lambda graph: (replayed.append(id(graph)), replay(graph))[1])
+    pipe = tiny_pipeline().to(CUDA)
+    kwargs = {"batch_size": 3, "num_inference_steps": 20, "output_type": "pt"}
+    eager_fp32 = pipe(generator=generators(3), precision="fp32", **kwargs).images
+    compile_network(pipe.unet)
+    graphed = pipe(generator=generators(3), precision="auto", **kwargs).images
+    assert len(replayed) == 20 and len(set(replayed)) == 1
+    assert counters["stats"]["unique_graphs"] >= 1 and not counters["graph_break"]
+    compiled = {p: pipe(generator=generators(3), precision=p, **kwargs).images for p in ("bf16", "fp32")}
+    assert len(replayed) == 20  # "bf16" and "fp32" launch the compiled kernels without a graph
+    assert (graphed - compiled["bf16"]).abs().max().item() < 2e-3
+    assert 1e-5 < (graphed - eager_fp32).abs().mean().item() < 0.05
+    torch.testing.assert_close(compiled["fp32"], eager_fp32, rtol=1e-3, atol=1e-3)
+    torch._dynamo.reset()
 
 
 def test_fp32_on_the_gpu_matches_diffusers():
