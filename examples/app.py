@@ -166,8 +166,7 @@ def display(images: torch.Tensor, cols: int | None = None) -> Image.Image:
     """Images on [-1, 1] as one enlarged grid (values outside are clipped, as for x_t)."""
     pil = to_pil(images)
     scale = max(1, math.ceil(DISPLAY_PX / pil[0].width))
-    cols = cols or min(len(pil), 8)
-    return image_grid(pil, cols=cols, pad=1 if len(pil) > 1 else 0, scale=scale)
+    return image_grid(pil, cols=cols, pad=1 if len(pil) > 1 else 0, scale=scale)  # cols: as square as possible
 
 
 def save_downloads(images: list[Image.Image], grid: Image.Image, folder: str) -> list[str]:
@@ -391,7 +390,7 @@ class Demo:
             f"**{float(bpd.total[0]):.3f} bits/dim** (the variational bound, Eq. 5): L_T (prior) "
             f"{float(bpd.prior[0]):.2e}, Σ L_1…L_(T-1) {float(terms[1:].sum()):.3f}, L_0 (decoder) "
             f"{float(terms[0]):.3f}. Sending all T steps costs a rate of {rd.rate[-1]:.3f} bits/dim; "
-            f"after the first {tenth} reverse steps the distortion is already {rd.distortion[tenth - 1]:.1f} "
+            f"after {tenth} of the {len(rd.rate)} reverse steps the distortion is {rd.distortion[tenth - 1]:.1f} "
             f"(RMSE on 0..255)." + (f" {notes}." if notes else "")
         )
         yield display(scale_to_model(pixels)), summary, terms_plot(terms), rd_plot(rd)
@@ -505,7 +504,7 @@ def terms_plot(terms: torch.Tensor):
     figure = Figure(figsize=(5, 3.2), layout="constrained")
     ax = figure.add_subplot()
     ax.semilogy(range(len(terms)), terms.clamp_min(1e-12).numpy(), lw=1)
-    ax.set(xlabel="t", ylabel="bits/dim", title="L_t (L_0: the decoder)")
+    ax.set(xlabel="t", ylabel="L_t, bits/dim (L_0: the decoder)")
     return figure
 
 
@@ -516,7 +515,7 @@ def rd_plot(rd):
     figure = Figure(figsize=(7.5, 3.2), layout="constrained")
     ax1, ax2 = figure.subplots(1, 2)
     ax1.plot(rd.rate, rd.distortion, lw=1)
-    ax1.set(xlabel="rate (bits/dim)", ylabel="distortion (RMSE, 0..255)", title="rate–distortion")
+    ax1.set(xlabel="rate (bits/dim)", ylabel="distortion (RMSE, 0..255)")
     ax2.plot(rd.reverse_steps, rd.distortion, lw=1, label="distortion")
     ax2.set(xlabel="reverse steps received", ylabel="RMSE (0..255)")
     ax3 = ax2.twinx()
