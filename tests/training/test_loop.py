@@ -1,4 +1,5 @@
-"""`ddpm_hf.training.loop`: a whole tiny run, divergence, bad images, two processes, gradient checkpointing."""
+"""`ddpm_hf.training.loop`: a whole tiny run, callbacks, divergence, bad images, gradient checkpointing (several
+processes: test_distributed.py)."""
 
 from pathlib import Path
 
