@@ -42,7 +42,8 @@ def main() -> None:
     ours_unet, peer_unet = twin_unets(args.model, device)
     ours_unet.train(), peer_unet.train()
     gen = torch.Generator(device).manual_seed(0)
-    x_0 = torch.rand(args.batch_size, 3, 32, 32, device=device, generator=gen) * 2 - 1
+    size = ours_unet.config.sample_size
+    x_0 = torch.rand(args.batch_size, ours_unet.config.in_channels, size, size, device=device, generator=gen) * 2 - 1
     noise = torch.randn(x_0.shape, device=device, generator=gen)
     t = torch.randint(0, 1000, (args.batch_size,), device=device, generator=gen)
 

@@ -1,8 +1,15 @@
-"""Shared by the benchmarks: the same weights for both sides, timing with alternating repeats, peak memory."""
+"""Shared by the benchmarks: the same weights for both sides, timing with alternating repeats, peak memory.
+
+`DDPM_BENCH_TOY=1` in the environment builds every paper network at toy size (two levels of 32 channels, the same
+blocks), and `DDPM_BENCH_COMPILE_BACKEND=aot_eager` traces the compiled sides without building kernels (inductor's
+C++ build takes minutes on a small CPU): both for dry runs of the scripts, e.g. `DEVICE=cpu bash
+benchmarks/gpu_check.sh`, never for figures.
+"""
 
 from __future__ import annotations
 
 import json
+import os
 import platform
 import statistics
 import threading
@@ -14,10 +21,32 @@ from diffusers import UNet2DModel
 
 from ddpm_hf import DDPMUNet2DModel
 
+TOY = {  # DDPM_BENCH_TOY=1: the paper's blocks at toy size
+    "block_out_channels": (32, 32),
+    "down_block_types": ("DownBlock2D", "AttnDownBlock2D"),
+    "up_block_types": ("AttnUpBlock2D", "UpBlock2D"),
+    "layers_per_block": 1,
+    "norm_num_groups": 8,
+}
+
+
+def toy() -> bool:
+    return os.environ.get("DDPM_BENCH_TOY") == "1"
+
+
+def compile_backend() -> str:
+    """torch.compile's backend for the compiled sides: inductor, unless DDPM_BENCH_COMPILE_BACKEND says otherwise."""
+    return os.environ.get("DDPM_BENCH_COMPILE_BACKEND", "inductor")
+
+
+def paper_unet(name: str, **overrides) -> DDPMUNet2DModel:
+    """`DDPMUNet2DModel.from_paper_config(name)`, at toy size under DDPM_BENCH_TOY=1."""
+    return DDPMUNet2DModel.from_paper_config(name, **({**TOY, **overrides} if toy() else overrides))
+
 
 def twin_unets(name: str, device: torch.device, **overrides) -> tuple[DDPMUNet2DModel, UNet2DModel]:
     """The paper network and a vanilla diffusers UNet2DModel holding identical weights."""
-    ours = DDPMUNet2DModel.from_paper_config(name, **overrides)
+    ours = paper_unet(name, **overrides)
     peer = UNet2DModel.from_config(ours.config)
     peer.load_state_dict(ours.state_dict())
     return ours.to(device), peer.to(device)
@@ -82,10 +111,9 @@ def timed(fn: Callable[[], object], device: torch.device) -> float:
 def compare(
     sides: dict[str, Callable[[], object]], device: torch.device, repeats: int, warmup: int = 1
 ) -> dict[str, dict[str, float]]:
-    """Median seconds per call and peak memory of each side, repeats alternating between the sides."""
-    for fn in sides.values():
-        for _ in range(warmup):
-            fn()
+    """Median seconds per call and peak memory of each side, repeats alternating between the sides; the seconds of
+    each side's `warmup` calls (compilation, cuDNN's choices, graph recording) are reported as `warmup_seconds`."""
+    warmup_seconds = {name: sum(timed(fn, device) for _ in range(warmup)) for name, fn in sides.items()}
     times: dict[str, list[float]] = {name: [] for name in sides}
     peaks: dict[str, int] = dict.fromkeys(sides, 0)
     for _ in range(repeats):
@@ -93,13 +121,19 @@ def compare(
             with PeakMemory(device) as mem:
                 times[name].append(timed(fn, device))
             peaks[name] = max(peaks[name], mem.peak)
-    return {name: {"seconds": statistics.median(times[name]), "peak_bytes": peaks[name]} for name in sides}
+    medians = {name: statistics.median(times[name]) for name in sides}
+    return {
+        name: {"seconds": medians[name], "peak_bytes": peaks[name], "warmup_seconds": warmup_seconds[name]}
+        for name in sides
+    }
 
 
 def report(args, device: torch.device, results: dict[str, dict[str, float]], images_per_call: float, unit: str) -> None:
     """Print each side's time per `unit`, images/s, peak memory and speed-up over the first side (the peer)."""
+    size = " (toy size: DDPM_BENCH_TOY=1)" if toy() else ""
     print(
-        f"device: {describe_device(device)}; torch {torch.__version__}; network {args.model}, batch {args.batch_size}"
+        f"device: {describe_device(device)}; torch {torch.__version__}; network {args.model}{size}, "
+        f"batch {args.batch_size}"
     )
     rates = {name: images_per_call / r["seconds"] for name, r in results.items()}
     peer_rate = next(iter(rates.values()))
@@ -110,6 +144,13 @@ def report(args, device: torch.device, results: dict[str, dict[str, float]], ima
         )
     print(f"speed-up (ours / diffusers): {rates[name] / peer_rate:.2f}×  (last row over the first)")
     if args.json:
-        summary = {"args": vars(args), "device": describe_device(device), "results": results, "images_per_s": rates}
+        summary = {
+            "args": vars(args),
+            "device": describe_device(device),
+            "torch": torch.__version__,
+            "toy": toy(),
+            "results": results,
+            "images_per_s": rates,
+        }
         with open(args.json, "w") as f:
             json.dump(summary, f, indent=2)

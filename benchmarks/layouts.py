@@ -15,9 +15,8 @@ import statistics
 import time
 
 import torch
-from common import describe_device, timed
+from common import describe_device, paper_unet, timed
 
-from ddpm_hf import DDPMUNet2DModel
 from ddpm_hf.fastpath import GraphedFunction
 
 FORMATS = {"nchw": torch.contiguous_format, "channels_last": torch.channels_last}
@@ -96,7 +95,7 @@ def main() -> None:
         f"device: {describe_device(device)}; torch {torch.__version__}; sampling batch {args.batch_size}, "
         f"training batch {args.train_batch_size}"
     )
-    unet = DDPMUNet2DModel.from_paper_config("cifar10").to(device)
+    unet = paper_unet("cifar10").to(device)
     t = torch.full((), 500, device=device)
     for name, fmt in FORMATS.items():
         for precision in ("fp32", "bf16", "bf16-gn"):

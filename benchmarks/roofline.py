@@ -12,9 +12,8 @@ import argparse
 import contextlib
 
 import torch
-from common import describe_device, timed
+from common import describe_device, paper_unet, timed
 
-from ddpm_hf import DDPMUNet2DModel
 from ddpm_hf.fastpath import memory_format
 
 GFLOP_PER_IMAGE = 12.1  # one forward of the CIFAR-10 network (multiply-adds × 2)
@@ -50,7 +49,7 @@ def main() -> None:
     if device.type == "cuda":
         torch.backends.cuda.matmul.allow_tf32 = False  # fp32 matmul peak; cuDNN convs keep TF32, as the peer's do
     print(f"device: {describe_device(device)}; torch {torch.__version__}")
-    unet = DDPMUNet2DModel.from_paper_config("cifar10").to(device).eval()
+    unet = paper_unet("cifar10").to(device).eval()
     rows = {}
     for name, dtype in (("fp32", torch.float32), ("bf16", torch.bfloat16)):
         peak = matmul_tflops(args.matmul_size, dtype, device, args.calls)
