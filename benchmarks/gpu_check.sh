@@ -17,15 +17,14 @@
 #       --platform manylinux2014_x86_64 -d .whl diffusers==0.42.1 datasets==5.2.0 dill==0.4.1 multiprocess==0.70.19
 #   optional: a trained digits pipeline (model_index.json, unet/, scheduler/ of `--preset digits`) in .gpu/digits
 #   for the quality row; without it the script trains one on the GPU first (about a minute of the budget).
-# Then one call (the command on one line; leave `.gpu` out of carry if there is no .gpu/digits):
-#   run(carry=[".whl", ".gpu"], timeout_s=600, command=
-#     "python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/site
-#      .whl/*.whl && export PYTHONPATH=/tmp/site || exit; TARBALL=$OUT/gpu_results.tgz bash benchmarks/gpu_check.sh
-#      /tmp/r")
+# Then one call of the run tool (leave ".gpu" out of carry if there is no .gpu/digits), the command as one line:
+#   carry: [".whl", ".gpu"]    timeout_s: 600    command:
+#   python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/site .whl/*.whl && export PYTHONPATH=/tmp/site || exit; TARBALL=$OUT/gpu_results.tgz bash benchmarks/gpu_check.sh /tmp/r
 # The reply's output_tail ends with the table; gpu_results.tgz (repacked after every section) holds every log, JSON,
 # profile table and Chrome trace. Copy the figures, the card and the driver into docs/benchmarks.md; call give_back
 # unless rerunning at once.
-# SECTIONS="sampling_1000 training ..." runs only those sections (names below), e.g. to finish a partial run.
+# SECTIONS="sampling_1000 training_bf16 ..." runs only those sections (the names given to `section` below), e.g. to
+# finish a run cut short.
 # -------------------------------------------------------------------------------------------------------------------
 set -uo pipefail
 cd "$(dirname "$0")/.."
@@ -117,7 +116,7 @@ section profile 70 "$py" $bench/profile_steps.py --device "$dev" --batch_size "$
 # gradient checkpointing against ours (bf16) with and without --gradient_checkpointing; a side that runs out of
 # memory is retried with gradient accumulation (2, 4, ... micro-batches).
 section train256 130 "$py" $bench/memory.py --device "$dev" --model celebahq256 --batch_size "$big_batch" \
-    ${big_resolution:+--resolution "$big_resolution"} --optimizer --sides peer peer-ckpt ours ours-ckpt \
+    ${big_resolution:+--resolution "$big_resolution"} --optimizer --steps 2 --sides peer peer-ckpt ours ours-ckpt \
     --mixed_precision bf16 --peer_mixed_precision no --peer_layout nchw --accumulate_on_oom \
     --json "$out/train256.json"
 # Quality of the fast path (bits/dim and samples against fp32) on a trained digits model, beside the CUDA-only
