@@ -58,6 +58,7 @@ def test_revision_and_offline_cache(hub_server, tmp_path):
 
 def test_private_repo_needs_the_token(hub_server, tmp_path):
     tiny_pipeline().push_to_hub("user/ddpm-private", private=True)
-    with pytest.raises(RepositoryNotFoundError):
+    with pytest.raises(OSError, match="refused the credentials") as refused:
         DDPMPaperPipeline.from_pretrained("user/ddpm-private", token=False, cache_dir=tmp_path / "fresh")
+    assert isinstance(refused.value.__cause__, RepositoryNotFoundError)  # the client's own error stays reachable
     assert DDPMPaperPipeline.from_pretrained("user/ddpm-private", cache_dir=tmp_path / "fresh2") is not None
