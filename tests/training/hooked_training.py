@@ -2,16 +2,19 @@
 
     python tests/training/hooked_training.py --kill_after_checkpoint 3 -- TRAIN_ARGS...
     python tests/training/hooked_training.py --kill_while_saving 6 -- TRAIN_ARGS...
+    python tests/training/hooked_training.py --step_seconds 120 -- TRAIN_ARGS...
 
 `--kill_after_checkpoint N`: SIGKILL right after checkpoint-N is complete. `--kill_while_saving N`: SIGKILL in the
 middle of writing checkpoint-N, after a first (truncated) file is on disk; through Accelerate's documented
-`register_save_state_pre_hook`.
+`register_save_state_pre_hook`. `--step_seconds S`: every step lasts at least S seconds more (a sleep at its end,
+before the loop looks for a stop request), so a signal sent after step 1 lands mid-step on any machine.
 """
 
 import argparse
 import os
 import signal
 import sys
+import time
 from pathlib import Path
 
 from ddpm_hf.training import Trainer, TrainerCallback, parse_args, train
@@ -43,15 +46,26 @@ class KillWhileSaving(TrainerCallback):
             die()
 
 
+class SlowSteps(TrainerCallback):
+    def __init__(self, seconds: float) -> None:
+        self.seconds = seconds
+
+    def on_step_end(self, trainer: Trainer) -> None:
+        time.sleep(self.seconds)
+
+
 if __name__ == "__main__":
     own, train_args = sys.argv[1 : sys.argv.index("--")], sys.argv[sys.argv.index("--") + 1 :]
     parser = argparse.ArgumentParser()
     parser.add_argument("--kill_after_checkpoint", type=int)
     parser.add_argument("--kill_while_saving", type=int)
+    parser.add_argument("--step_seconds", type=float)
     args = parser.parse_args(own)
     callbacks = []
     if args.kill_after_checkpoint is not None:
         callbacks.append(KillAfterCheckpoint(args.kill_after_checkpoint))
     if args.kill_while_saving is not None:
         callbacks.append(KillWhileSaving(args.kill_while_saving))
+    if args.step_seconds is not None:
+        callbacks.append(SlowSteps(args.step_seconds))
     train(parse_args(train_args), callbacks)

@@ -15,7 +15,7 @@ import torch
 from safetensors.torch import load_file
 
 from ddpm_hf.training.checkpoint import list_checkpoints
-from tiny import TINY_TRAINING, tiny_train_args
+from tiny import tiny_train_args
 
 ROOT = Path(__file__).resolve().parents[2]
 SCRIPT = str(ROOT / "examples" / "train_ddpm.py")
@@ -93,17 +93,18 @@ def test_sigterm_saves_says_how_to_resume_and_the_resumed_run_is_exact(tmp_path)
 
 
 def test_a_second_signal_stops_at_once(tmp_path):
-    # A network big enough that one step takes seconds on a CPU, so the second Ctrl-C lands within a step.
+    # Steps made to last two minutes, so the second Ctrl-C lands within a step whatever the machine's speed.
     out = tmp_path / "run"
-    big = {**TINY_TRAINING["unet_config"], "block_out_channels": [128, 128], "norm_num_groups": 32}
-    slow = {**FOREVER, "unet_config": big}
-    run = Training([sys.executable, SCRIPT, *tiny_train_args(out, **slow), "--train_batch_size", "64"])
+    hooked = [sys.executable, str(ROOT / "tests" / "training" / "hooked_training.py"), "--step_seconds", "120", "--"]
+    run = Training([*hooked, *tiny_train_args(out, **FOREVER)])
     run.wait_for_steps(1)
     run.process.send_signal(signal.SIGINT)
     time.sleep(1.5)  # beyond the window in which a launcher's forwarded copy of the first is ignored
+    started = time.monotonic()
     run.process.send_signal(signal.SIGINT)
     code, _ = run.finish()
     assert code == -signal.SIGINT  # ended by the signal itself, without finishing the step
+    assert time.monotonic() - started < 60  # not at the step's end
     assert list_checkpoints(out / "checkpoints") == []
 
 
