@@ -172,6 +172,8 @@ PRESETS: dict[str, dict[str, Any]] = {
     "celebahq256": {**_PAPER_256, "max_train_steps": 500_000},
     "lsun256": {**_PAPER_256, "model": "lsun256", "max_train_steps": 1_200_000},  # church; bedroom: --random_flip false
     # A small model on scikit-learn's bundled 8×8 digits: minutes on a 2-core CPU, recognisable samples.
+    # Its CPU time buys many steps of a narrow network, decayed to zero, rather than few of a wide one at a
+    # constant rate: more recognisable digits in the same minutes (the trials are in docs/benchmarks.md).
     "digits": {
         "dataset_name": "sklearn-digits",
         "resolution": 8,
@@ -179,19 +181,20 @@ PRESETS: dict[str, dict[str, Any]] = {
         "unet_config": {
             "in_channels": 1,
             "out_channels": 1,
-            "block_out_channels": (64, 128),
+            "block_out_channels": (32, 64),
             "down_block_types": ("DownBlock2D", "AttnDownBlock2D"),
             "up_block_types": ("AttnUpBlock2D", "UpBlock2D"),
             "layers_per_block": 1,
         },
         "dropout": 0.0,
         "train_batch_size": 64,
-        "learning_rate": 1e-3,
+        "learning_rate": 2e-3,
+        "lr_scheduler": "cosine",
         "lr_warmup_steps": 100,
-        "ema_decay": 0.995,
-        "max_train_steps": 2000,
-        "checkpointing_steps": 1000,
-        "save_images_steps": 1000,
+        "ema_decay": 0.998,
+        "max_train_steps": 6000,
+        "checkpointing_steps": 3000,
+        "save_images_steps": 3000,
         "num_grid_images": 64,
         "output_dir": "runs/digits",
     },

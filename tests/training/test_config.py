@@ -40,11 +40,11 @@ def test_flags_override_presets_and_help_shows_effective_defaults(capsys):
         ["--preset", "digits", "--unet_config", '{"layers_per_block": 2}', "--checkpoints_total_limit", "none"]
     )
     assert cfg.unet_config == {"layers_per_block": 2} and cfg.checkpoints_total_limit is None
-    assert parse_args(["--preset", "digits"]).unet_config["block_out_channels"] == [64, 128]  # str defaults parse
+    assert parse_args(["--preset", "digits"]).unet_config["block_out_channels"] == [32, 64]  # str defaults parse
     with pytest.raises(SystemExit):
         parse_args(["--preset", "digits", "--help"])
     help_text = " ".join(capsys.readouterr().out.split())  # argparse wraps lines: compare words
-    assert "--learning_rate LEARNING_RATE Adam's learning rate after warm-up (default: 0.001)" in help_text
+    assert "--learning_rate LEARNING_RATE Adam's learning rate after warm-up (default: 0.002)" in help_text
     assert "--train_batch_size TRAIN_BATCH_SIZE the GLOBAL batch" in help_text
     for f in fields(TrainConfig):  # every flag has a help line, not only a default
         assert f.metadata["help"] and f"--{f.name}" in help_text, f.name
