@@ -27,8 +27,11 @@ def test_saved_pipeline_loads_and_samples_as_before():
 def test_saved_checkpoint_resumes_to_the_same_weights(tmp_path):
     out = tmp_path / "run"
     shutil.copytree(RUN, out)
-    unet = json.loads((RUN / "train_config.json").read_text())["unet_config"]
-    flags = {"unet_config": json.dumps(unet), "train_batch_size": 8, "dropout": 0.1, "logging_steps": 1}
+    saved = json.loads((RUN / "train_config.json").read_text())
+    flags = {"unet_config": json.dumps(saved["unet_config"]), "train_batch_size": 8, "dropout": 0.1, "logging_steps": 1}
+    # The run's own optimisation settings (0.1.0's digits preset; 0.1.0 had only the paper's constant schedule).
+    flags |= {k: saved[k] for k in ("learning_rate", "lr_warmup_steps", "ema_decay")}
+    flags |= {"lr_scheduler": "constant_with_warmup"}
     flags |= {"max_train_steps": 4, "checkpointing_steps": 2, "save_images_steps": 0, "num_grid_images": 4}
     flags |= {"num_inference_steps": 5, "output_dir": out, "resume_from_checkpoint": "latest"}
     train(parse_args(["--preset", "digits", *(a for k, v in flags.items() for a in (f"--{k}", str(v)))]))
