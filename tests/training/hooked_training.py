@@ -15,6 +15,7 @@ import os
 import signal
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 from ddpm_hf.training import Trainer, TrainerCallback, parse_args, train
@@ -33,17 +34,19 @@ class KillAfterCheckpoint(TrainerCallback):
             die()
 
 
-class KillWhileSaving(TrainerCallback):
-    def __init__(self, step: int) -> None:
-        self.step = step
+class FailWhileSaving(TrainerCallback):
+    """While checkpoint-`step` is being written, once a first (truncated) file is on disk, call `fail`."""
+
+    def __init__(self, step: int, fail: Callable[[], None], first_bytes: bytes = b"half") -> None:
+        self.step, self.fail, self.first_bytes = step, fail, first_bytes
 
     def on_train_begin(self, trainer: Trainer) -> None:
         trainer.accelerator.register_save_state_pre_hook(self.before_save)
 
     def before_save(self, models: list, weights: list, output_dir: str) -> None:
         if output_dir.endswith(f"checkpoint-{self.step}"):
-            Path(output_dir, "model.safetensors").write_bytes(b"half")
-            die()
+            Path(output_dir, "model.safetensors").write_bytes(self.first_bytes)
+            self.fail()
 
 
 class SlowSteps(TrainerCallback):
@@ -65,7 +68,7 @@ if __name__ == "__main__":
     if args.kill_after_checkpoint is not None:
         callbacks.append(KillAfterCheckpoint(args.kill_after_checkpoint))
     if args.kill_while_saving is not None:
-        callbacks.append(KillWhileSaving(args.kill_while_saving))
+        callbacks.append(FailWhileSaving(args.kill_while_saving, die))
     if args.step_seconds is not None:
         callbacks.append(SlowSteps(args.step_seconds))
     train(parse_args(train_args), callbacks)

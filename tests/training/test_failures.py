@@ -10,10 +10,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from hooked_training import FailWhileSaving
 from PIL import Image
 
 from ddpm_hf.data import ImageDataset, to_tensor
-from ddpm_hf.training import Trainer, TrainerCallback, parse_args, train
+from ddpm_hf.training import parse_args, train
 from ddpm_hf.training.checkpoint import CheckpointError, list_checkpoints, verify_checkpoint
 from tiny import TINY_TRAINING, tiny_train_args, write_image_folder
 
@@ -53,19 +54,9 @@ def test_latest_is_the_newest_checkpoint_that_reads_back(run_with_two_checkpoint
     assert "falling back" in printed and "at step 2" in printed  # resumed from the intact checkpoint-2
 
 
-class FullDisk(TrainerCallback):
-    """The disk fills up while checkpoint-`at` is being written: a first file lands, the next write fails."""
-
-    def __init__(self, at: int) -> None:
-        self.at = at
-
-    def on_train_begin(self, trainer: Trainer) -> None:
-        trainer.accelerator.register_save_state_pre_hook(self.write)
-
-    def write(self, models: list, weights: list, output_dir: str) -> None:
-        if output_dir.endswith(f"checkpoint-{self.at}"):
-            Path(output_dir, "model.safetensors").write_bytes(b"partial")
-            raise OSError(errno.ENOSPC, "No space left on device")
+def disk_full() -> None:
+    """The disk fills up while a checkpoint is being written: a first file landed, the next write fails."""
+    raise OSError(errno.ENOSPC, "No space left on device")
 
 
 def test_a_full_disk_is_named_and_keeps_the_previous_checkpoint(tmp_path):
@@ -73,7 +64,7 @@ def test_a_full_disk_is_named_and_keeps_the_previous_checkpoint(tmp_path):
     with pytest.raises(
         CheckpointError, match=r"could not write checkpoint-4 .*the disk is full.*checkpoint-2 is intact"
     ):
-        train(parse_args(tiny_train_args(out, **TWO_CHECKPOINTS)), [FullDisk(at=4)])
+        train(parse_args(tiny_train_args(out, **TWO_CHECKPOINTS)), [FailWhileSaving(4, disk_full, b"partial")])
     assert [p.name for p in list_checkpoints(out / "checkpoints")] == ["checkpoint-2"]
     assert not list((out / "checkpoints").glob("tmp-*"))  # the partial write is cleaned up
     verify_checkpoint(out / "checkpoints" / "checkpoint-2")
