@@ -1,4 +1,5 @@
-"""Argument checks shared by the public API: an integer in a range, and one of a `Literal`'s values."""
+"""Checks shared by the package: an integer in a range, one of a `Literal`'s values, and the chain of errors behind
+a failure (to say why it failed)."""
 
 from __future__ import annotations
 
@@ -23,3 +24,11 @@ def check_choice(name: str, value: Any, choices: Any) -> Any:
     if value not in allowed:
         raise ValueError(f"{name} must be one of {allowed}, got {value!r}")
     return value
+
+
+def error_chain(error: BaseException) -> list[BaseException]:
+    """The error and the errors it was raised from or while handling, outermost first (each once)."""
+    chain = [error]
+    while (cause := chain[-1].__cause__ or chain[-1].__context__) is not None and cause not in chain:
+        chain.append(cause)
+    return chain

@@ -13,6 +13,7 @@ from huggingface_hub import CommitInfo, CommitOperationAdd, HfApi, ModelCard, co
 from huggingface_hub.errors import HFValidationError
 
 from .card import render_model_card
+from .checks import error_chain
 
 if TYPE_CHECKING:
     from diffusers import DiffusionPipeline
@@ -137,17 +138,9 @@ def upload_folder(
         raise HubUploadError(f"{_failure(e, api.endpoint)} {repo_id} got no new commit; {source} is intact.") from e
 
 
-def _causes(error: BaseException) -> list[BaseException]:
-    """The error and the errors it was raised from (the client wraps HTTP errors of LFS uploads, for one)."""
-    chain = [error]
-    while (cause := chain[-1].__cause__ or chain[-1].__context__) is not None and cause not in chain:
-        chain.append(cause)
-    return chain
-
-
 def _failure(error: Exception, endpoint: str) -> str:
     """One sentence on why a Hub request failed."""
-    chain = _causes(error)
+    chain = error_chain(error)  # the client wraps HTTP errors of LFS uploads, for one
     status = next((s for e in chain if (s := getattr(getattr(e, "response", None), "status_code", None))), None)
     messages = {(str(e).splitlines() or [""])[0]: type(e).__name__ for e in (chain[0], chain[-1])}  # outer, root
     detail = "; ".join(f"{name}: {message}" for message, name in messages.items())

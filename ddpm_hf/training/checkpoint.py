@@ -15,6 +15,8 @@ from typing import Any
 
 from accelerate import Accelerator
 
+from ..checks import error_chain
+
 _NAME = re.compile(r"^checkpoint-(\d+)$")
 STATE_FILE = "training_state.json"
 CONFIG_FILE = "train_config.json"
@@ -131,9 +133,7 @@ def save_checkpoint(
 def _disk_full(error: BaseException, folder: Path) -> bool:
     """Whether a failed write ran out of space: ENOSPC anywhere in the error's chain, or torch's writer failing
     (it reports only "file write failed") with the disk nearly full."""
-    chain: list[BaseException] = [error]
-    while (cause := chain[-1].__cause__ or chain[-1].__context__) is not None and cause not in chain:
-        chain.append(cause)
+    chain = error_chain(error)
     if any(getattr(e, "errno", None) == errno.ENOSPC or "No space left" in str(e) for e in chain):
         return True
     try:
