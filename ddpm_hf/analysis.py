@@ -19,7 +19,7 @@ from .checks import check_int
 from .fastpath import EpsModel
 from .likelihood import BitsPerDim
 from .progress import Progress
-from .sampling import ReverseStep, p_sample_loop, p_sample_loop_progressive
+from .sampling import ReverseStep, StepCallback, p_sample_loop, p_sample_loop_progressive
 from .scheduler import DDPMPaperScheduler
 
 PIXEL_SCALE = 127.5  # [-1, 1] to 0..255
@@ -78,6 +78,7 @@ def progressive_generation(
     return_xt: bool = False,
     device: torch.device | str = "cpu",
     progress: Progress = True,
+    callback: StepCallback | None = None,
 ) -> Trajectory:
     """Sample from x_T ~ N(0, I) with the full chain (Algorithm 2), keeping x̂_0 at every t divisible by `every`
     (Fig. 6); sets the scheduler's timesteps to all T.
@@ -88,7 +89,7 @@ def progressive_generation(
     every = check_int("every", every, 1, num_timesteps)
     scheduler.set_timesteps(num_timesteps)
     x_last = randn_tensor(shape, generator=generator, device=torch.device(device), dtype=torch.float32)
-    steps = p_sample_loop_progressive(eps_model, scheduler, x_last, generator, progress=progress)
+    steps = p_sample_loop_progressive(eps_model, scheduler, x_last, generator, callback=callback, progress=progress)
     return record_trajectory(steps, every, return_xt)
 
 
@@ -101,6 +102,7 @@ def interpolate(
     num: int = 8,
     generator: torch.Generator | None = None,
     progress: Progress = True,
+    callback: StepCallback | None = None,
 ) -> Interpolation:
     """Interpolate two images in latent space (Sec. 4.3): x̄_t = (1 - λ) x_t + λ x'_t, then x̄_0 ~ p_θ(x_0 | x̄_t).
 
@@ -125,7 +127,7 @@ def interpolate(
     mixed = (1.0 - lambdas) * x_t + lambdas * x_t_prime
     scheduler.set_timesteps(num_timesteps)
     images = p_sample_loop(
-        eps_model, scheduler, mixed, generator, from_timestep=t, shared_noise=True, progress=progress
+        eps_model, scheduler, mixed, generator, from_timestep=t, shared_noise=True, callback=callback, progress=progress
     )
     return Interpolation(lambdas=lambdas.flatten().cpu(), images=images)
 

@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import os
+from collections.abc import Callable, Iterable, Sequence
 from typing import Any, Literal
 
 import torch
-from diffusers import DiffusionPipeline, ImagePipelineOutput, UNet2DModel
+from diffusers import DDPMScheduler, DiffusionPipeline, ImagePipelineOutput, UNet2DModel
+from diffusers.callbacks import MultiPipelineCallbacks, PipelineCallback
 from diffusers.schedulers.scheduling_utils import SchedulerMixin
 from diffusers.utils.torch_utils import randn_tensor
 
@@ -14,10 +17,13 @@ from .checks import check_choice, check_int
 from .data import images_to_model
 from .fastpath import Precision, eps_model
 from .hub import PipelineHubMixin
-from .sampling import p_sample_loop
+from .sampling import ReverseStep, StepCallback, p_sample_loop_progressive
 from .scheduler import DDPMPaperScheduler
+from .schedulers import check_scheduler
 
 OutputType = Literal["pil", "np", "pt"]
+# diffusers' `callback_on_step_end(pipe, i, t, callback_kwargs) -> dict`, or one of its PipelineCallback objects.
+StepEndCallback = Callable[[DiffusionPipeline, int, Any, dict[str, torch.Tensor]], dict] | PipelineCallback
 
 
 class NonFiniteSampleError(FloatingPointError):
@@ -36,15 +42,19 @@ def check_finite(samples: torch.Tensor) -> None:
 
 
 class DDPMPaperPipeline(PipelineHubMixin, DiffusionPipeline):
-    """Unconditional DDPM sampling (Algorithm 2) with a `UNet2DModel` and a `DDPMPaperScheduler`.
+    """Unconditional sampling of a DDPM ε-network: Algorithm 2 with a `DDPMPaperScheduler` (the default), or the
+    algorithm of any diffusers scheduler listed in `ddpm_hf.schedulers.SUPPORTED_SCHEDULERS` (DDIM, DPM-Solver++,
+    UniPC, Euler, ...), which it runs as that scheduler's own pipeline would.
 
-    Loads its own folders, vanilla diffusers `DDPMPipeline` folders (their `DDPMScheduler` is converted to a
-    `DDPMPaperScheduler` with the same config) and Hub repo ids (`ddpm_hf.hub`). Weights are read from safetensors
-    only. Besides sampling it runs the paper's analyses: `bits_per_dim`, `progressive`, `interpolate`,
-    `rate_distortion`.
+    Loads its own folders, vanilla diffusers `DDPMPipeline` folders and Hub repo ids (`ddpm_hf.hub`); weights are
+    read from safetensors only. Besides sampling it runs the paper's analyses, `bits_per_dim`, `progressive`,
+    `interpolate` and `rate_distortion`, which need the paper's posterior and so a `DDPMPaperScheduler`.
     """
 
     model_cpu_offload_seq = "unet"
+    # What `callback_on_step_end` can ask for: the running sample x_t (diffusers' name, "latents", though this
+    # pipeline works in pixels) and x̂_0, where the scheduler's step gives one.
+    _callback_tensor_inputs = ["latents", "pred_original_sample"]
 
     def __init__(self, unet: UNet2DModel, scheduler: SchedulerMixin) -> None:
         super().__init__()
@@ -54,9 +64,72 @@ class DDPMPaperPipeline(PipelineHubMixin, DiffusionPipeline):
                 f"the network maps {channels[0]} channels to {channels[1]}: an ε-prediction (Eq. 11) needs "
                 "out_channels == in_channels"
             )
-        if not isinstance(scheduler, DDPMPaperScheduler):
-            scheduler = DDPMPaperScheduler.from_config(scheduler.config)
+        check_scheduler(scheduler)
         self.register_modules(unet=unet, scheduler=scheduler)
+        self._interrupt = False
+
+    @classmethod
+    def from_pretrained(
+        cls, pretrained_model_name_or_path: str | os.PathLike, paper_scheduler: bool = True, **kwargs: Any
+    ) -> DDPMPaperPipeline:
+        """Load from a local folder or a Hub repo id (see `PipelineHubMixin.from_pretrained`).
+
+        A folder whose scheduler is diffusers' `DDPMScheduler` (every vanilla `DDPMPipeline` folder, google's
+        included) loads it as a `DDPMPaperScheduler` with the same config: the same sampler, with the paper's float64
+        tables, and the scheduler the analyses need. `paper_scheduler=False` keeps the folder's `DDPMScheduler`; a
+        `scheduler=` passed here is used as it is.
+        """
+        pipe = super().from_pretrained(pretrained_model_name_or_path, **kwargs)
+        if paper_scheduler and "scheduler" not in kwargs and type(pipe.scheduler) is DDPMScheduler:
+            pipe.scheduler = DDPMPaperScheduler.from_config(pipe.scheduler.config)
+        return pipe
+
+    @property
+    def interrupt(self) -> bool:
+        """Set `pipe._interrupt = True` from a step callback to end the loop after that step (diffusers' convention)."""
+        return self._interrupt
+
+    def _paper_scheduler(self, analysis_name: str) -> DDPMPaperScheduler:
+        """The scheduler, which the paper's analyses need to be a `DDPMPaperScheduler`: they read its posterior."""
+        if not isinstance(self.scheduler, DDPMPaperScheduler):
+            raise ValueError(
+                f"{analysis_name} needs the paper's posterior q(x_(t-1) | x_t, x_0), which DDPMPaperScheduler "
+                f"computes; this pipeline holds a {type(self.scheduler).__name__}. Set it back first, e.g. "
+                "pipe.scheduler = DDPMPaperScheduler.from_config(pipe.scheduler.config, variance_type='fixed_large')"
+            )
+        return self.scheduler
+
+    def _step_callback(
+        self, callback_on_step_end: StepEndCallback | None, tensor_inputs: Sequence[str]
+    ) -> StepCallback | None:
+        """diffusers' `callback_on_step_end` as the loop's callback: it gets the asked-for tensors of each step, may
+        return a new "latents", and ends the loop by setting `pipe._interrupt`."""
+        self._interrupt = False
+        if callback_on_step_end is None:
+            return None
+        if isinstance(callback_on_step_end, (PipelineCallback, MultiPipelineCallbacks)):
+            tensor_inputs = callback_on_step_end.tensor_inputs
+        elif not callable(callback_on_step_end):
+            raise TypeError(f"callback_on_step_end must be callable, got {callback_on_step_end!r}")
+        unknown = [name for name in tensor_inputs if name not in self._callback_tensor_inputs]
+        if unknown:
+            raise ValueError(
+                f"callback_on_step_end_tensor_inputs must be among {self._callback_tensor_inputs}, got {unknown}"
+            )
+
+        def callback(step: ReverseStep) -> bool:
+            available = {"latents": step.prev_sample, "pred_original_sample": step.pred_xstart}
+            if "pred_original_sample" in tensor_inputs and step.pred_xstart is None:
+                raise ValueError(
+                    f"{type(self.scheduler).__name__}.step gives no pred_original_sample (x̂_0) to pass to the callback"
+                )
+            outputs = callback_on_step_end(self, step.index, step.timestep, {k: available[k] for k in tensor_inputs})
+            if not isinstance(outputs, dict):
+                raise TypeError(f"callback_on_step_end must return a dict (of the tensors it changes), got {outputs!r}")
+            step.prev_sample = outputs.pop("latents", step.prev_sample)
+            return self.interrupt
+
+        return callback
 
     def _sample_shape(
         self, batch_size: int, generator: torch.Generator | list[torch.Generator] | None
@@ -78,27 +151,45 @@ class DDPMPaperPipeline(PipelineHubMixin, DiffusionPipeline):
         output_type: OutputType = "pil",
         return_dict: bool = True,
         precision: Precision = "auto",
+        eta: float | None = None,
+        callback_on_step_end: StepEndCallback | None = None,
+        callback_on_step_end_tensor_inputs: Sequence[str] = ("latents",),
     ) -> ImagePipelineOutput | tuple:
-        """Sample `batch_size` images with Algorithm 2.
+        """Sample `batch_size` images with the scheduler's algorithm (Algorithm 2 for a `DDPMPaperScheduler`).
 
         Args:
             batch_size: number of images.
             generator: a `torch.Generator`, or one per image so that each image is independent of the batch.
-            num_inference_steps: T (1000) for the paper's sampler; fewer samples the respaced sub-chain.
+            num_inference_steps: T (1000) for the paper's sampler; fewer samples the respaced sub-chain (or, with
+                another scheduler, its own schedule of that many steps).
             output_type: `"pil"`, `"np"` (float in [0, 1], NHWC) or `"pt"` (float in [0, 1], NCHW).
             return_dict: return an `ImagePipelineOutput` rather than a tuple.
             precision: `"fp32"` is exact and matches diffusers' `DDPMPipeline`; `"bf16"` runs the network under
                 bf16 autocast; `"auto"` is bf16 where the hardware computes it natively, else fp32, and on CUDA
                 replays the network from a CUDA graph (`ddpm_hf.fastpath.eps_model`). The scheduler's update is
                 float32 in every mode.
+            eta: DDIM's η (0: deterministic DDIM, 1: DDPM-like noise), for schedulers whose `step` takes it.
+            callback_on_step_end: diffusers' `callback(pipe, i, t, callback_kwargs) -> dict`, called after each step
+                with the tensors named in `callback_on_step_end_tensor_inputs` (`"latents"`: the running sample;
+                `"pred_original_sample"`: x̂_0, where the scheduler gives it); a returned `"latents"` replaces the
+                sample, and setting `pipe._interrupt = True` ends sampling after that step (the images are then the
+                sample reached so far).
         """
+        check_scheduler(self.scheduler)  # also catches `pipe.scheduler = ...` after construction
+        callback = self._step_callback(callback_on_step_end, callback_on_step_end_tensor_inputs)
         shape = self._sample_shape(batch_size, generator)
         check_choice("output_type", output_type, OutputType)
+        check_int("num_inference_steps", num_inference_steps, 1)
         device = self._execution_device
-        x_T = randn_tensor(shape, generator=generator, device=device, dtype=torch.float32)
-        self.scheduler.set_timesteps(num_inference_steps)
+        self.scheduler.set_timesteps(num_inference_steps)  # first: a σ-based scheduler's init_noise_sigma follows it
+        x = randn_tensor(shape, generator=generator, device=device, dtype=torch.float32)
+        x = x * self.scheduler.init_noise_sigma
         with eps_model(self.unet, precision, device=device) as eps:
-            image = p_sample_loop(eps, self.scheduler, x_T, generator, progress=self.progress_bar)
+            steps = p_sample_loop_progressive(
+                eps, self.scheduler, x, generator, eta=eta, callback=callback, progress=self.progress_bar
+            )
+            for step in steps:
+                image = step.prev_sample
         check_finite(image)
 
         image = (image / 2 + 0.5).clamp(0, 1)
@@ -127,17 +218,37 @@ class DDPMPaperPipeline(PipelineHubMixin, DiffusionPipeline):
         clip_denoised: bool = True,
         batch_size: int | None = None,
         precision: Precision = "fp32",
+        callback_on_step_end: StepEndCallback | None = None,
     ) -> likelihood.BitsPerDim:
         """The variational bound of each image in bits/dim (Table 1's NLL); see `ddpm_hf.likelihood.bits_per_dim`.
 
         `images`: PIL images, uint8 arrays (HWC) or tensors (CHW), or float tensors in [-1, 1]. `precision` is the
         network's, as in `__call__` (default fp32, the reference's); the bound's arithmetic is float64 regardless.
+        `callback_on_step_end(pipe, i, None, {})` is called after each of the bound's network passes (`batch_size`
+        (image, t) pairs); setting `pipe._interrupt = True` there stops the bound with `InterruptedError`, since a
+        bound missing some t is no bound.
         """
+        scheduler = self._paper_scheduler("bits_per_dim")
         x_0 = self._images(images)
         with eps_model(self.unet, precision, device=self._execution_device) as eps:
             return likelihood.bits_per_dim(
-                eps, self.scheduler, x_0, generator, clip_denoised, batch_size, self.progress_bar
+                eps, scheduler, x_0, generator, clip_denoised, batch_size, self._passes(callback_on_step_end)
             )
+
+    def _passes(self, callback_on_step_end: StepEndCallback | None) -> Callable[[Iterable], Iterable]:
+        """The progress bar over the bound's network passes, calling `callback_on_step_end` after each."""
+        self._interrupt = False
+        if callback_on_step_end is None:
+            return self.progress_bar
+
+        def passes(iterable: Iterable) -> Iterable:
+            for i, item in enumerate(self.progress_bar(iterable)):
+                yield item
+                callback_on_step_end(self, i, None, {})
+                if self.interrupt:
+                    raise InterruptedError(f"the bound was interrupted after {i + 1} network passes")
+
+        return passes
 
     @torch.no_grad()
     def progressive(
@@ -147,13 +258,19 @@ class DDPMPaperPipeline(PipelineHubMixin, DiffusionPipeline):
         generator: torch.Generator | list[torch.Generator] | None = None,
         return_xt: bool = False,
         precision: Precision = "fp32",
+        callback_on_step_end: StepEndCallback | None = None,
+        callback_on_step_end_tensor_inputs: Sequence[str] = ("latents",),
     ) -> analysis.Trajectory:
-        """Sample with the full chain, keeping x̂_0 (and x_t) every `every` steps (Fig. 6); images on [-1, 1]."""
+        """Sample with the full chain, keeping x̂_0 (and x_t) every `every` steps (Fig. 6); images on [-1, 1].
+
+        `callback_on_step_end` as in `__call__`."""
+        scheduler = self._paper_scheduler("progressive")
+        callback = self._step_callback(callback_on_step_end, callback_on_step_end_tensor_inputs)
         shape = self._sample_shape(batch_size, generator)
         device = self._execution_device
         with eps_model(self.unet, precision, device=device) as eps:
             return analysis.progressive_generation(
-                eps, self.scheduler, shape, generator, every, return_xt, device=device, progress=self.progress_bar
+                eps, scheduler, shape, generator, every, return_xt, device, self.progress_bar, callback
             )
 
     @torch.no_grad()
@@ -165,13 +282,19 @@ class DDPMPaperPipeline(PipelineHubMixin, DiffusionPipeline):
         num: int = 8,
         generator: torch.Generator | None = None,
         precision: Precision = "fp32",
+        callback_on_step_end: StepEndCallback | None = None,
+        callback_on_step_end_tensor_inputs: Sequence[str] = ("latents",),
     ) -> analysis.Interpolation:
-        """Decode `num` interpolants of two images diffused to step t (Sec. 4.3, Fig. 8); images on [-1, 1]."""
+        """Decode `num` interpolants of two images diffused to step t (Sec. 4.3, Fig. 8); images on [-1, 1].
+
+        `callback_on_step_end` as in `__call__`."""
+        scheduler = self._paper_scheduler("interpolate")
+        callback = self._step_callback(callback_on_step_end, callback_on_step_end_tensor_inputs)
         x_a, x_b = self._images(image_a), self._images(image_b)
         if x_a.shape[0] != 1 or x_b.shape[0] != 1:
             raise ValueError("interpolate takes one image_a and one image_b")
         with eps_model(self.unet, precision, device=self._execution_device) as eps:
-            return analysis.interpolate(eps, self.scheduler, x_a[0], x_b[0], t, num, generator, self.progress_bar)
+            return analysis.interpolate(eps, scheduler, x_a[0], x_b[0], t, num, generator, self.progress_bar, callback)
 
     def rate_distortion(
         self, images: Any, generator: torch.Generator | None = None, batch_size: int | None = None

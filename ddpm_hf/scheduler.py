@@ -8,7 +8,7 @@ from typing import Literal
 import numpy as np
 import torch
 from diffusers.configuration_utils import ConfigMixin, register_to_config
-from diffusers.schedulers.scheduling_utils import KarrasDiffusionSchedulers, SchedulerMixin
+from diffusers.schedulers.scheduling_utils import SchedulerMixin
 from diffusers.utils import BaseOutput
 from diffusers.utils.torch_utils import randn_tensor
 
@@ -29,6 +29,7 @@ from .diffusion import (
     respaced_betas,
     velocity,
 )
+from .schedulers import SUPPORTED_SCHEDULERS
 
 TimestepSpacing = Literal["leading", "linspace", "trailing"]
 # diffusers' DDPMScheduler names for σ_t² computed in log space: the same variances.
@@ -97,7 +98,8 @@ class DDPMPaperScheduler(SchedulerMixin, ConfigMixin):
     direction (`from_config`) keep every value the source scheduler uses.
     """
 
-    _compatibles = [e.name for e in KarrasDiffusionSchedulers]
+    # What `from_config` can swap in for sampling this scheduler's networks (`ddpm_hf.schedulers`), and only that.
+    _compatibles = [name for name in SUPPORTED_SCHEDULERS if name != "DDPMPaperScheduler"]
     order = 1
 
     @register_to_config

@@ -9,8 +9,9 @@ Serves http://127.0.0.1:7860 (--host, --port; GRADIO_SERVER_NAME/PORT as Gradio 
 through Gradio's queue (the others wait their turn) and any running job can be stopped. In a Hub Space
 (`examples/push_to_hub.py --space`) the app opens the model that the Space's README lists under `models:`.
 
-Sampling is the library's own reverse loop (`ddpm_hf.sampling.p_sample_loop_progressive`), so with the same seed the
-final images equal `DDPMPaperPipeline(batch_size, generator=[seed, seed + 1, ...], num_inference_steps)`'s.
+Every job is a pipeline call followed through its step callback (`callback_on_step_end`), which shows the chain live
+and stops the call when the job is cancelled; so with the same seed the samples are
+`pipe(batch_size, generator=[seed, seed + 1, ...], num_inference_steps)`'s.
 """
 
 from __future__ import annotations
@@ -32,16 +33,13 @@ from typing import Any
 
 import gradio as gr
 import torch
-from diffusers.utils.torch_utils import randn_tensor
 from PIL import Image
 
 from ddpm_hf import DDPMPaperPipeline
 from ddpm_hf.analysis import rate_distortion, to_pil
 from ddpm_hf.data import ImageDataset, load_image_dataset, scale_to_model, to_tensor
-from ddpm_hf.fastpath import eps_model
 from ddpm_hf.grid import image_grid
-from ddpm_hf.pipeline import NonFiniteSampleError, check_finite
-from ddpm_hf.sampling import p_sample_loop_progressive
+from ddpm_hf.pipeline import NonFiniteSampleError
 
 DEFAULT_MODEL = "runs/digits"  # what the README's training command writes
 MODEL_ENV = "DDPM_HF_MODEL"  # another way to name the model (e.g. a Space variable)
@@ -162,9 +160,9 @@ def whole_number(what: str, value: Any, low: int, high: int | None = None) -> in
     return int(number)
 
 
-def display(images: torch.Tensor, cols: int | None = None) -> Image.Image:
-    """Images on [-1, 1] as one enlarged grid (values outside are clipped, as for x_t)."""
-    pil = to_pil(images)
+def display(images: torch.Tensor | list[Image.Image], cols: int | None = None) -> Image.Image:
+    """Images (on [-1, 1], values outside clipped as for x_t; or PIL images) as one enlarged grid."""
+    pil = images if isinstance(images, list) else to_pil(images)
     scale = max(1, math.ceil(DISPLAY_PX / pil[0].width))
     return image_grid(pil, cols=cols, pad=1 if len(pil) > 1 else 0, scale=scale)  # cols: as square as possible
 
@@ -219,52 +217,53 @@ def dataset_images(model: Model, dataset: str | None, split: str, indices: list[
     return torch.stack([images[i] for i in chosen])
 
 
-class _Stopped(Exception):
-    """Raised inside a worker's loop once its job was cancelled."""
+class Job:
+    """A pipeline call run in a worker thread and followed from the page through the pipeline's step callback
+    (`callback_on_step_end`): the callback records the latest step and ends the call once the page cancels the job
+    (diffusers' `pipe._interrupt`)."""
 
+    def __init__(self, total: int) -> None:
+        self.total, self.done = total, 0
+        self.tensors: dict[str, torch.Tensor] = {}
+        self.timestep: Any = None
+        self.cancelled = threading.Event()
 
-def run_stoppable(pipe: DDPMPaperPipeline, call: Callable[[], Any], progress: gr.Progress, desc: str, idle: tuple):
-    """Run `call()` (a pipeline method looping through `pipe.progress_bar`) in a worker thread, reporting its
-    progress to the page. A generator yielding `idle` while it waits, so that Gradio can cancel it: closing it stops
-    the worker at its next step. Returns what `call` returns (`yield from`)."""
-    stop, state, result = threading.Event(), {"done": 0, "total": None}, {}
+    def callback(self, pipe: DDPMPaperPipeline, i: int, t: Any, tensors: dict[str, torch.Tensor]) -> dict:
+        self.done, self.timestep, self.tensors = i + 1, t, tensors
+        if self.cancelled.is_set():
+            pipe._interrupt = True
+        return {}
 
-    def bar(iterable):
-        state["total"] = len(iterable) if hasattr(iterable, "__len__") else None
-        for i, item in enumerate(iterable):
-            if stop.is_set():
-                raise _Stopped
-            state["done"] = i
-            yield item
+    def follow(self, call: Callable[[], Any], progress: gr.Progress, desc: str, frame: Callable[[Job], tuple]):
+        """Run `call()` in a worker, yielding `frame(self)` every LIVE_EVERY_S while it runs (a generator, so that
+        Gradio can cancel it: closing it stops the worker after its current step). Returns `call()`'s result."""
+        result = {}
 
-    def work() -> None:
-        pipe.progress_bar = bar  # shadows DiffusionPipeline.progress_bar for this call (one job at a time)
+        def work() -> None:
+            try:
+                result["value"] = call()
+            except BaseException as e:
+                result["error"] = e
+
+        worker = threading.Thread(target=work, daemon=True)
+        worker.start()
         try:
-            result["value"] = call()
-        except BaseException as e:
-            result["error"] = e
+            while worker.is_alive():
+                worker.join(LIVE_EVERY_S)
+                if self.done:
+                    progress((self.done, self.total), desc=desc)
+                if worker.is_alive():
+                    yield frame(self)
         finally:
-            del pipe.progress_bar
-
-    worker = threading.Thread(target=work, daemon=True)
-    worker.start()
-    try:
-        while worker.is_alive():
-            worker.join(LIVE_EVERY_S)
-            if state["total"]:
-                progress((state["done"], state["total"]), desc=desc)
-            if worker.is_alive():
-                yield idle
-    finally:
-        stop.set()  # cancelled (the generator closed): the worker stops at its next step
-    if "error" in result:
-        error = result["error"]
-        if isinstance(error, gr.Error):
+            self.cancelled.set()  # cancelled (the generator closed): the call ends after its current step
+        if "error" in result:
+            error = result["error"]
+            if isinstance(error, gr.Error):
+                raise error
+            if isinstance(error, (ValueError, NonFiniteSampleError)):  # the library's checks, non-finite output
+                raise gr.Error(str(error)) from None
             raise error
-        if isinstance(error, ValueError):  # the library's argument checks
-            raise gr.Error(str(error)) from None
-        raise error
-    return result["value"]
+        return result["value"]
 
 
 class Demo:
@@ -294,36 +293,36 @@ class Demo:
         steps = whole_number("number of steps", steps, 1, T)
         if precision not in PRECISIONS:
             raise gr.Error(f"precision must be one of {', '.join(PRECISIONS)}, got {precision!r}")
-        device = pipe.device
-        generators = [torch.Generator(device).manual_seed(seed + i) for i in range(batch_size)]
-        shape = (batch_size, model.channels, model.size, model.size)
-        x = randn_tensor(shape, generator=generators, device=device, dtype=torch.float32)  # as the pipeline draws x_T
-        pipe.scheduler.set_timesteps(steps)
-        skip = gr.skip()
-        start = shown = time.monotonic()
-        with eps_model(pipe.unet, precision, device=device) as eps:
-            for step in p_sample_loop_progressive(eps, pipe.scheduler, x, generators, progress=False):
-                x = step.prev_sample
-                progress((step.index + 1, steps), desc=f"t = {step.timestep}")
-                now = time.monotonic()
-                if step.index == 0 or now - shown >= LIVE_EVERY_S:
-                    shown = now
-                    status = f"step {step.index + 1} of {steps}: t = {step.timestep}, {now - start:.1f} s"
-                    yield display(step.x_t), display(step.pred_xstart), skip, skip, status
-        try:
-            check_finite(x)
-        except NonFiniteSampleError as e:
-            raise gr.Error(str(e)) from None
-        images = to_pil(x)  # the pipeline's output_type="pil" images: (x / 2 + 0.5).clamp(0, 1), rounded
-        grid = display(x)
+        generators = [torch.Generator(pipe.device).manual_seed(seed + i) for i in range(batch_size)]
+        job, skip, start = Job(total=steps), gr.skip(), time.monotonic()
+
+        def call():
+            return pipe(
+                batch_size,
+                generator=generators,
+                num_inference_steps=steps,
+                precision=precision,
+                callback_on_step_end=job.callback,
+                callback_on_step_end_tensor_inputs=["latents", "pred_original_sample"],
+            ).images
+
+        def live(job: Job) -> tuple:
+            if not job.tensors:
+                return skip, skip, skip, skip, "starting…"
+            status = f"step {job.done} of {steps}: t = {job.timestep}, {time.monotonic() - start:.1f} s"
+            return display(job.tensors["latents"]), display(job.tensors["pred_original_sample"]), skip, skip, status
+
+        images = yield from job.follow(call, progress, "sampling", live)
+        grid = display(images)
         seconds = time.monotonic() - start
         status = (
             f"{batch_size} samples, {steps} steps ({'the full chain' if steps == T else f'respaced from T = {T}'}), "
             f"seeds {seed}…{seed + batch_size - 1}, {seconds:.1f} s"
         )
+        last = live(job)
         with tempfile.TemporaryDirectory(prefix="ddpm_app_") as folder:
             # Gradio copies the files into its cache before the generator resumes and the folder goes away.
-            yield display(step.x_t), display(step.pred_xstart), grid, save_downloads(images, grid, folder), status
+            yield last[0], last[1], grid, save_downloads(images, grid, folder), status
 
     # --- Interpolate -------------------------------------------------------------------------------------------
 
@@ -359,11 +358,14 @@ class Demo:
         uploads = {"image A": image_a, "image B": image_b}
         pixels, notes = self.sources(model, source, uploads, dataset, [index_a, index_b])
         generator = torch.Generator(model.pipe.device).manual_seed(seed)
+        job = Job(total=t + 1)
 
         def call():
-            return model.pipe.interpolate(pixels[0], pixels[1], t=t, num=num, generator=generator)
+            return model.pipe.interpolate(
+                pixels[0], pixels[1], t=t, num=num, generator=generator, callback_on_step_end=job.callback
+            )
 
-        out = yield from run_stoppable(model.pipe, call, progress, f"decoding from t = {t}", (gr.skip(), gr.skip()))
+        out = yield from job.follow(call, progress, f"decoding from t = {t}", lambda job: (gr.skip(), gr.skip()))
         ends = scale_to_model(pixels).to(out.images.device)
         row = display(torch.cat([ends[:1], out.images, ends[1:]]), cols=num + 2)
         lambdas = ", ".join(f"{v:.2f}" for v in out.lambdas.tolist())
@@ -378,12 +380,15 @@ class Demo:
         seed = whole_number("seed", seed, 0, 2**63 - 1)
         pixels, notes = self.sources(model, source, {"image": image}, dataset, [index])
         generator = torch.Generator(model.pipe.device).manual_seed(seed)
+        job = Job(total=math.ceil(len(pixels) * model.num_timesteps / self.bound_batch_size))
 
         def call():
-            return model.pipe.bits_per_dim(pixels, generator=generator, batch_size=self.bound_batch_size)
+            return model.pipe.bits_per_dim(
+                pixels, generator=generator, batch_size=self.bound_batch_size, callback_on_step_end=job.callback
+            )
 
         idle = (gr.skip(),) * 4
-        bpd = yield from run_stoppable(model.pipe, call, progress, "the bound, t = 0 … T-1", idle)
+        bpd = yield from job.follow(call, progress, "the bound, t = 0 … T-1", lambda job: idle)
         rd = rate_distortion(bpd)  # from the same terms: the bound is computed once
         terms, tenth = bpd.terms[0].cpu().double(), max(1, len(rd.rate) // 10)
         summary = (

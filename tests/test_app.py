@@ -14,7 +14,6 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from diffusers.utils.torch_utils import randn_tensor
 from PIL import Image
 
 from ddpm_hf import DDPMPaperPipeline
@@ -80,15 +79,28 @@ def test_sample_streams_the_chain_and_ends_with_the_pipelines_images(demo, model
             downloads = {Path(p).name: Path(p).read_bytes() for p in frame[3]}
     live, final = frames[:-1], frames[-1]
 
-    # The first frame is the chain's first step: x_T as the pipeline draws it, with the same per-image seeds.
-    x_T = randn_tensor((3, 1, 8, 8), generator=[torch.Generator().manual_seed(7 + i) for i in range(3)])
-    assert np.array_equal(pixels(live[0][0]), pixels(app.display(x_T)))
-    assert live[0][2] == gr.skip() and live[0][3] == gr.skip()  # no samples before the chain ends
-    assert "step 1 of 20" in live[0][4]
+    # The pipeline's own chain for those seeds and steps, in the precision the page asked for, step by step.
+    generators = [torch.Generator().manual_seed(7 + i) for i in range(3)]
+    chain = []
+    expected = pipe(
+        batch_size=3,
+        generator=generators,
+        num_inference_steps=20,
+        output_type="pil",
+        precision="fp32",
+        callback_on_step_end=lambda p, i, t, kw: chain.append({k: v.clone() for k, v in kw.items()}) or {},
+        callback_on_step_end_tensor_inputs=["latents", "pred_original_sample"],
+    ).images
+    # Every live frame shows the chain at the step its status names: the running sample and its x̂_0.
+    shown = [f for f in live if isinstance(f[4], str) and f[4].startswith("step ")]
+    for xt, x0, samples, files, status in shown:
+        k = int(status.split()[1])
+        assert np.array_equal(pixels(xt), pixels(app.display(chain[k - 1]["latents"])))
+        assert np.array_equal(pixels(x0), pixels(app.display(chain[k - 1]["pred_original_sample"])))
+        assert samples == gr.skip() and files == gr.skip()  # no samples before the chain ends
+        assert f"of 20: t = {int(pipe.scheduler.timesteps[k - 1])}," in status
 
     # The end: exactly what DDPMPaperPipeline gives for those seeds and steps, on the page and in the downloads.
-    generators = [torch.Generator().manual_seed(7 + i) for i in range(3)]
-    expected = pipe(batch_size=3, generator=generators, num_inference_steps=20, output_type="pil").images
     grid = image_grid(expected, cols=2, pad=1, scale=8)  # as square as possible
     assert np.array_equal(pixels(final[2]), pixels(grid))
     with zipfile.ZipFile(io.BytesIO(downloads["samples.zip"])) as zf:
@@ -98,8 +110,8 @@ def test_sample_streams_the_chain_and_ends_with_the_pipelines_images(demo, model
             assert np.array_equal(pixels(Image.open(io.BytesIO(zf.read(name)))), pixels(image))
     assert np.array_equal(pixels(Image.open(io.BytesIO(downloads["samples_grid.png"]))), pixels(grid))
     assert "20 steps (respaced from T = 50)" in final[4] and "seeds 7…9" in final[4]
-    # x̂_0 shown at the last step is the final prediction, which the last step returns as x_0 (no noise at t = 0)
-    assert np.array_equal(pixels(final[1]), pixels(grid))
+    # The last frame shows the last step: x_0, and x̂_0 at t = 0, which the last step returns as x_0 (no noise)
+    assert np.array_equal(pixels(final[0]), pixels(grid)) and np.array_equal(pixels(final[1]), pixels(grid))
 
 
 def test_closing_a_sample_job_stops_the_chain(demo, model_dir):
@@ -108,30 +120,36 @@ def test_closing_a_sample_job_stops_the_chain(demo, model_dir):
     hook = demo.first.pipe.unet.register_forward_hook(lambda *args: calls.append(1))
     try:
         job = demo.sample(str(model_dir), 2, 0, T, "fp32")
-        next(job)  # the first step is on the page
+        next(job)  # the job is running
         job.close()
+        time.sleep(0.5)
+        count = len(calls)
+        time.sleep(0.5)
     finally:
         hook.remove()
-    assert len(calls) < T
+    assert len(calls) == count < T
 
 
-def test_a_cancelled_worker_stops_at_its_next_step(demo):
-    """Interpolation and the bound run in a worker thread; closing the job's generator stops it."""
-    pipe, seen = demo.first.pipe, []
+def test_a_cancelled_job_ends_its_pipeline_call_through_the_step_callback(demo):
+    """Interpolation and the bound run in a worker thread too; closing the job's generator interrupts the call."""
+    pipe = demo.first.pipe
+    job, seen = app.Job(total=T), []
 
     def call():
-        for i in pipe.progress_bar(range(10**6)):
+        def callback(p, i, t, kwargs):
             seen.append(i)
-            time.sleep(0.001)
+            time.sleep(0.01)
+            return job.callback(p, i, t, kwargs)
 
-    job = app.run_stoppable(pipe, call, progress=lambda *a, **k: None, desc="", idle=("idle",))
-    assert next(job) == ("idle",)
-    job.close()  # as Gradio does on Stop
-    time.sleep(0.2)
+        return pipe.progressive(1, every=10, callback_on_step_end=callback)
+
+    follow = job.follow(call, progress=lambda *a, **k: None, desc="", frame=lambda job: ("idle",))
+    assert next(follow) == ("idle",)
+    follow.close()  # as Gradio does on Stop
+    time.sleep(0.3)
     count = len(seen)
     time.sleep(0.3)
-    assert len(seen) == count < 10**6
-    assert "progress_bar" not in vars(pipe)  # the pipeline's own progress bar is back
+    assert len(seen) == count < T
     assert threading.active_count() < 50
 
 
