@@ -155,8 +155,15 @@ def extract(table: torch.Tensor, t: torch.Tensor | int, x: torch.Tensor) -> torc
 def q_sample(tables: DiffusionTables, x_0: torch.Tensor, t: torch.Tensor, noise: torch.Tensor) -> torch.Tensor:
     """x_t = sqrt(ᾱ_t) x_0 + sqrt(1 - ᾱ_t) ε, a sample of q(x_t | x_0) (Eq. 4), in float32 or wider."""
     check_timesteps(t, len(tables.betas))
+    if not x_0.is_floating_point():
+        raise ValueError(
+            f"the images are {x_0.dtype}: q_sample/add_noise take float images on the model's scale [-1, 1] "
+            "(uint8 x as x / 127.5 - 1, ddpm_hf.data.scale_to_model), or x_t would be cast back to integers"
+        )
     if noise.shape != x_0.shape:
         raise ValueError(f"noise must have the samples' shape {tuple(x_0.shape)}, got {tuple(noise.shape)}")
+    if isinstance(t, torch.Tensor) and t.ndim > 0 and tuple(t.shape) != (x_0.shape[0],):
+        raise ValueError(f"timesteps must be one per image ({x_0.shape[0]}) or one for all, got shape {tuple(t.shape)}")
     dtype = compute_dtype(x_0.dtype)
     return extract(tables.sqrt_alphas_cumprod, t, x_0) * x_0.to(dtype) + extract(
         tables.sqrt_one_minus_alphas_cumprod, t, x_0

@@ -20,6 +20,7 @@ from .hub import PipelineHubMixin
 from .sampling import ReverseStep, StepCallback, p_sample_loop_progressive
 from .scheduler import DDPMPaperScheduler
 from .schedulers import check_scheduler
+from .unet import check_sample_size
 
 OutputType = Literal["pil", "np", "pt"]
 # diffusers' `callback_on_step_end(pipe, i, t, callback_kwargs) -> dict`, or one of its PipelineCallback objects.
@@ -64,6 +65,7 @@ class DDPMPaperPipeline(PipelineHubMixin, DiffusionPipeline):
                 f"the network maps {channels[0]} channels to {channels[1]}: an ε-prediction (Eq. 11) needs "
                 "out_channels == in_channels"
             )
+        check_sample_size(unet.config)
         check_scheduler(scheduler)
         self.register_modules(unet=unet, scheduler=scheduler)
         self._interrupt = False

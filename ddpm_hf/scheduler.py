@@ -286,6 +286,8 @@ class DDPMPaperScheduler(SchedulerMixin, ConfigMixin):
         """
         if variance_noise is not None and generator is not None:
             raise ValueError("pass either generator or variance_noise to step, not both")
+        if isinstance(generator, list) and len(generator) != sample.shape[0]:
+            raise ValueError(f"got {len(generator)} generators for {sample.shape[0]} images; pass one per image")
         k = self.index_for_timestep(timestep)
         clip = self.config.clip_sample_range if self.config.clip_sample else None
         out = p_mean_variance(self.step_tables, self.step_model_log_variance, model_output, sample, k, clip)

@@ -80,6 +80,22 @@ def reference_init_(model: UNet2DModel) -> UNet2DModel:
     return model
 
 
+def check_sample_size(config: Any) -> None:
+    """A ValueError naming the sizes that work, unless each side of `sample_size` is divisible by the network's total
+    downsampling (2 per down block but the last): otherwise the skip connections' sizes cannot match."""
+    factor = 2 ** (len(config.down_block_types) - 1)
+    size = config.sample_size
+    sides = (size, size) if isinstance(size, int) else tuple(size)
+    if any(side % factor for side in sides):
+        bad = next(side for side in sides if side % factor)
+        below, above = max(factor, bad // factor * factor), (bad // factor + 1) * factor
+        raise ValueError(
+            f"sample_size {size} (--resolution in training) does not fit this network: it halves the image "
+            f"{len(config.down_block_types) - 1} times, so each side must be a multiple of {factor} (e.g. {below} or "
+            f"{above}, not {bad})"
+        )
+
+
 class DDPMUNet2DModel(UNet2DModel):
     """The paper's U-Net (Appendix B) as a diffusers `UNet2DModel`: same config, same weights layout.
 
@@ -108,4 +124,6 @@ class DDPMUNet2DModel(UNet2DModel):
     @classmethod
     def from_paper_config(cls, name: str, **overrides: Any) -> DDPMUNet2DModel:
         """A freshly initialised paper network: `DDPMUNet2DModel.from_paper_config("cifar10")` (35,746,307 params)."""
-        return reference_init_(cls(**cls.paper_config(name, **overrides)))
+        unet = cls(**cls.paper_config(name, **overrides))
+        check_sample_size(unet.config)
+        return reference_init_(unet)

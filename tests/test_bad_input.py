@@ -77,3 +77,35 @@ def test_non_finite_statistics_are_refused_and_a_nan_model_stops_the_evaluation(
     with pytest.raises(NonFiniteSampleError):  # not a finite FID from black images, with exit code 0
         run_example("evaluate", argv)
     assert not (tmp_path / "eval" / "metrics.json").exists()
+
+
+def test_a_sample_size_the_network_cannot_halve_is_refused_when_built():
+    """sample_size 7 through two down levels used to fail at the first step with "Sizes of tensors must match"."""
+    from ddpm_hf import DDPMUNet2DModel
+    from tiny import TINY_UNET
+
+    with pytest.raises(ValueError, match=r"sample_size 7 .* multiple of 2 \(e\.g\. 6 or 8, not 7\)"):
+        DDPMUNet2DModel.from_paper_config("cifar10", **{**TINY_UNET, "sample_size": 7})
+    unet = DDPMUNet2DModel(**{**DDPMUNet2DModel.paper_config("cifar10", **TINY_UNET), "sample_size": (8, 12)})
+    unet.register_to_config(sample_size=(8, 9))  # e.g. a hand-edited config.json
+    with pytest.raises(ValueError, match=r"sample_size \(8, 9\) .* multiple of 2 \(e\.g\. 8 or 10, not 9\)"):
+        DDPMPaperPipeline(unet=unet, scheduler=tiny_pipeline().scheduler)
+
+
+def test_add_noise_refuses_integer_images_and_mismatched_timesteps():
+    scheduler = tiny_pipeline().scheduler
+    uint8 = torch.randint(0, 256, (2, 3, 8, 8), dtype=torch.uint8)
+    with pytest.raises(ValueError, match=r"the images are torch\.uint8: .* \[-1, 1\]"):
+        scheduler.add_noise(uint8, torch.randn(2, 3, 8, 8), torch.tensor([10, 20]))
+    x = torch.zeros(2, 3, 8, 8)
+    with pytest.raises(ValueError, match=r"one per image \(2\) or one for all, got shape \(3,\)"):
+        scheduler.add_noise(x, torch.randn_like(x), torch.tensor([1, 2, 3]))
+    assert scheduler.add_noise(x, torch.randn_like(x), torch.tensor(5)).shape == x.shape  # one t for all: fine
+
+
+def test_step_refuses_a_generator_list_of_the_wrong_length():
+    scheduler = tiny_pipeline().scheduler
+    x = torch.zeros(2, 3, 8, 8)
+    generators = [torch.Generator().manual_seed(i) for i in range(3)]
+    with pytest.raises(ValueError, match="got 3 generators for 2 images"):
+        scheduler.step(torch.zeros_like(x), int(scheduler.timesteps[0]), x, generator=generators)

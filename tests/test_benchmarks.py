@@ -72,3 +72,40 @@ def test_memory_runs(run_benchmark, monkeypatch):
     args = ["--model", "cifar10", "--resolution", "8", "--batch_size", "1", "--mixed_precision", "no"]
     stdout = run_benchmark("memory.py", args)
     assert "ours / diffusers: memory" in stdout
+
+
+def test_samplers_table_runs_on_a_digits_model(run_benchmark, tmp_path):
+    """benchmarks/samplers.py on a tiny 1-channel digits model: a row per sampler and step count, with the floor of
+    real digits first; the paper's sampler alone gets the full chain; the plot is written."""
+    from tiny import train_tiny_digits
+
+    model = tmp_path / "model"
+    train_tiny_digits(steps=5, num_train_timesteps=20).save_pretrained(model)
+    out = tmp_path / "out"
+    samplers = ["DDPM (paper), σ²=β", "DDIM η=0", "Heun"]
+    args = [
+        "--model",
+        model,
+        "--num_images",
+        12,
+        "--batch_size",
+        6,
+        "--steps",
+        4,
+        20,
+        "--output_dir",
+        out,
+        "--samplers",
+    ]
+    stdout = run_benchmark("samplers.py", [*args, *samplers])
+    record = json.loads((out / "results.json").read_text())
+    rows = [(r["sampler"], r["steps"], r["nfe"]) for r in record["rows"]]
+    assert rows == [
+        ("real digits", 0, 0),
+        ("DDPM (paper), σ²=β", 4, 4),
+        ("DDPM (paper), σ²=β", 20, 20),  # T = 20 here: the full chain, for the paper's sampler only
+        ("DDIM η=0", 4, 4),
+        ("Heun", 4, 7),  # second order: 2 evaluations a step but the last
+    ]
+    assert all(r["distance"] > 0 and r["distance_se"] > 0 for r in record["rows"])
+    assert (out / "samplers.png").stat().st_size > 0 and "| Heun | 4 | 7 |" in stdout
