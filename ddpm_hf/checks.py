@@ -18,6 +18,28 @@ def check_int(name: str, value: Any, low: int = 1, high: int | None = None) -> i
     return int(value)
 
 
+def positive_int(text: str) -> int:
+    """An argparse type: a whole number of at least 1 (checked when the command line is read, before any work)."""
+    return _int_at_least(text, 1)
+
+
+def non_negative_int(text: str) -> int:
+    """An argparse type: a whole number of at least 0."""
+    return _int_at_least(text, 0)
+
+
+def _int_at_least(text: str, low: int) -> int:
+    import argparse
+
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
+    if value < low:
+        raise argparse.ArgumentTypeError(f"must be at least {low}, got {value}")
+    return value
+
+
 def check_choice(name: str, value: Any, choices: Any) -> Any:
     """`value` if it is one of `choices` (a `Literal[...]` type or a sequence); a ValueError listing them otherwise."""
     allowed = get_args(choices) or tuple(choices)

@@ -65,7 +65,15 @@ def load_image_dataset(
         if isinstance(ds, datasets.DatasetDict):
             ds = ds[split]
     elif train_data_dir is not None:
-        ds = datasets.load_dataset("imagefolder", data_dir=train_data_dir, split=split, cache_dir=cache_dir)
+        if not os.path.isdir(train_data_dir):
+            raise FileNotFoundError(f"train_data_dir {train_data_dir}: no such folder")
+        try:
+            ds = datasets.load_dataset("imagefolder", data_dir=train_data_dir, split=split, cache_dir=cache_dir)
+        except (ValueError, FileNotFoundError) as e:  # datasets: 'Instruction "train" corresponds to no data!'
+            raise ValueError(
+                f"train_data_dir {train_data_dir} holds no images that datasets' imagefolder reads (for split "
+                f"{split!r}: images directly inside it, or in subfolders; .png, .jpg, ...): {e}"
+            ) from e
     else:
         ds = datasets.load_dataset(dataset_name, config_name, split=split, cache_dir=cache_dir)
     if image_column is None:

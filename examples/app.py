@@ -37,6 +37,7 @@ from PIL import Image
 
 from ddpm_hf import DDPMPaperPipeline
 from ddpm_hf.analysis import rate_distortion, to_pil
+from ddpm_hf.checks import positive_int
 from ddpm_hf.data import ImageDataset, load_image_dataset, scale_to_model, to_tensor
 from ddpm_hf.grid import image_grid
 from ddpm_hf.pipeline import NonFiniteSampleError
@@ -552,7 +553,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     parser.add_argument("--dataset_name", default=None, help="dataset for the indices (default: the model card's)")
     parser.add_argument("--split", default="train", help="that dataset's split")
-    parser.add_argument("--bound_batch_size", type=int, default=256, help="(image, t) pairs per forward pass")
+    parser.add_argument("--bound_batch_size", type=positive_int, default=256, help="(image, t) pairs per forward pass")
     parser.add_argument("--host", default=os.environ.get("GRADIO_SERVER_NAME", "127.0.0.1"))
     parser.add_argument("--port", type=int, default=int(os.environ.get("GRADIO_SERVER_PORT", "7860")))
     return parser.parse_args(argv)

@@ -13,6 +13,7 @@ from PIL import Image
 
 from ddpm_hf import DDPMPaperPipeline
 from ddpm_hf.analysis import to_pil
+from ddpm_hf.checks import non_negative_int, positive_int  # noqa: F401 (the scripts' argparse types)
 from ddpm_hf.data import ImageDataset, load_image_dataset
 from ddpm_hf.evaluation.distributed import Processes
 from ddpm_hf.evaluation.inception import files_sha256
@@ -22,14 +23,6 @@ if TYPE_CHECKING:
     import datasets
 
 DEFAULT_DEVICE = "cuda" if torch.cuda.is_available() else "cpu"
-
-
-def positive_int(text: str) -> int:
-    """An argparse type: a whole number of at least 1."""
-    value = int(text)
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
-    return value
 
 
 def add_device_argument(parser: argparse.ArgumentParser, default: str = DEFAULT_DEVICE) -> None:

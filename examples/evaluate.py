@@ -29,6 +29,7 @@ import torch
 from cli import (
     add_model_arguments,
     network_images,
+    non_negative_int,
     open_job,
     positive_int,
     save_grid,
@@ -89,7 +90,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument(
         "--nll_batch_size", type=positive_int, default=None, help="(image, t) pairs per pass (default: --batch_size)"
     )
-    parser.add_argument("--grid_size", type=int, default=64, help="samples in samples.png (0: none)")
+    parser.add_argument("--grid_size", type=non_negative_int, default=64, help="samples in samples.png (0: none)")
     parser.add_argument("--output_dir", default="evaluation")
     args = parser.parse_args(argv)
     args.nll_batch_size = args.nll_batch_size or args.batch_size

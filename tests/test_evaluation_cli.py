@@ -94,6 +94,8 @@ def test_evaluate_refuses_what_it_cannot_measure(tmp_path, run_example):
         run_example("evaluate", [*base, "--reference", other, "--inception_weights", features_only])
     with pytest.raises(SystemExit):  # argparse: FID needs reference statistics
         run_example("evaluate", [*base, "--metrics", "fid"])
+    with pytest.raises(SystemExit):  # a negative grid was accepted, and failed after all the sampling
+        run_example("evaluate", [*base, "--metrics", "nll", "--nll_dataset_name", "sklearn-digits", "--grid_size", -5])
     assert not (tmp_path / "eval" / "metrics.json").exists()
 
 
