@@ -85,6 +85,18 @@ def pipeline_files(folder: str | Path, extra: tuple[str, ...] = ("README.md",)) 
     return files + [name for name in extra if (folder / name).is_file()]
 
 
+def check_repo_id(repo_id: str, what: str = "repo id") -> str:
+    """`repo_id` if it can name a Hub repo (`name` or `owner/name`: letters, digits, '-', '_', '.'); a ValueError
+    naming it otherwise, before any request is made."""
+    from huggingface_hub.utils import validate_repo_id
+
+    try:
+        validate_repo_id(repo_id)
+    except HFValidationError as e:
+        raise ValueError(f"{what} {repo_id!r} is not a valid Hub repo id (name or owner/name): {e}") from None
+    return repo_id
+
+
 def upload_folder(
     folder: str | Path,
     repo_id: str,
@@ -108,6 +120,7 @@ def upload_folder(
     """
     if repo_type not in ("model", "space"):
         raise ValueError(f"repo_type must be 'model' or 'space', got {repo_type!r}")
+    check_repo_id(repo_id)
     api, source = HfApi(token=token), source or str(folder)
     space = {"space_sdk": "gradio"} if repo_type == "space" else {}
     operations = [

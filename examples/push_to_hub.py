@@ -30,7 +30,7 @@ from huggingface_hub import SpaceCard, SpaceCardData
 import ddpm_hf
 from ddpm_hf import DDPMPaperPipeline
 from ddpm_hf.card import rerender_card
-from ddpm_hf.hub import HubUploadError, pipeline_files, upload_folder
+from ddpm_hf.hub import HubUploadError, check_repo_id, pipeline_files, upload_folder
 
 APP = Path(__file__).with_name("app.py")
 SPACE_REQUIREMENT = f"ddpm_hf[demo]=={ddpm_hf.__version__}"  # this package, with the app's own requirements
@@ -100,6 +100,12 @@ def main(argv: list[str] | None = None) -> None:
         help=f"the Space's requirements.txt line that installs this package (default: {SPACE_REQUIREMENT})",
     )
     args = parser.parse_args(argv)
+    for flag in ("repo_id", "space"):  # both checked before the first upload
+        if getattr(args, flag) is not None:
+            try:
+                check_repo_id(getattr(args, flag), f"--{flag}")
+            except ValueError as e:
+                parser.error(str(e))
     if args.space and args.revision not in (None, "main"):
         parser.error("--space opens the model's main branch: push the model without --revision to add a Space")
 

@@ -183,3 +183,19 @@ def test_push_script_uploads_exactly_the_pipeline_from_a_training_folder(hub_ser
         (model / relative).write_bytes(b"not for the Hub")
     run_push_script(["--model", model, "--repo_id", "user/ddpm-run"], monkeypatch)
     assert set(hub_server.server.files("user/ddpm-run")) == PUSHED_PIPELINE_FILES
+
+
+@pytest.mark.parametrize("flag", ["--repo_id", "--space"])
+def test_an_invalid_repo_id_is_refused_before_anything_is_pushed(flag, hub_server, tmp_path, monkeypatch, capsys):
+    """`user/my model!` was named only after a request, with advice to rerun; an invalid --space only after the
+    model was pushed."""
+    model = tmp_path / "run"
+    tiny_pipeline().save_pretrained(model)
+    ids = {"--repo_id": "user/ddpm-ok", "--space": "user/ddpm-ok-demo", flag: "user/my model!"}
+    with pytest.raises(SystemExit):
+        run_push_script(["--model", model, *(a for item in ids.items() for a in item)], monkeypatch)
+    err = capsys.readouterr().err
+    assert f"{flag} 'user/my model!' is not a valid Hub repo id" in err and "rerun" not in err
+    assert not hub_server.server.repos.keys() & {("model", "user/ddpm-ok"), ("space", "user/ddpm-ok-demo")}
+    with pytest.raises(ValueError, match="'user/my model!' is not a valid Hub repo id"):
+        tiny_pipeline().push_to_hub("user/my model!")
