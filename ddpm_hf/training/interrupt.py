@@ -9,11 +9,13 @@ terminal or the scheduler, and that copy must not count as the user insisting.
 
 from __future__ import annotations
 
+import os
 import shlex
 import signal
 import sys
 import threading
 import time
+from pathlib import Path
 from types import FrameType
 
 import torch
@@ -95,8 +97,26 @@ class StopOnSignal:
         return decided
 
 
-def resume_command(argv: list[str] | None = None) -> str:
-    """The command line that continues this run: the same arguments with `--resume_from_checkpoint latest`."""
+def launcher_flags(script: str, parent_cmdline: list[str] | None = None) -> list[str] | None:
+    """The options `accelerate launch` was given before `script` (e.g. `--cpu --num_processes 1`), read from the
+    launching process's command line (the parent's, on Linux); None when the run was not started by it."""
+    if parent_cmdline is None:
+        try:
+            with open(f"/proc/{os.getppid()}/cmdline", "rb") as f:
+                parent_cmdline = [a.decode(errors="replace") for a in f.read().split(b"\0") if a]
+        except OSError:
+            return None
+    launch = next((i for i, a in enumerate(parent_cmdline) if a == "launch" and i > 0), None)
+    if launch is None or not any("accelerate" in Path(a).name for a in parent_cmdline[:launch]):
+        return None
+    rest = parent_cmdline[launch + 1 :]
+    at = next((i for i, a in enumerate(rest) if Path(a).name == Path(script).name), None)
+    return rest[:at] if at is not None else None
+
+
+def resume_command(argv: list[str] | None = None, parent_cmdline: list[str] | None = None) -> str:
+    """The command line that continues this run: as it was started (the launcher's own flags included), with
+    `--resume_from_checkpoint latest`."""
     argv = list(sys.argv if argv is None else argv)
     if not argv or not argv[0].endswith(".py"):
         return "the same training command with --resume_from_checkpoint latest"
@@ -108,4 +128,5 @@ def resume_command(argv: list[str] | None = None) -> str:
             skip = True
         elif not arg.startswith("--resume_from_checkpoint="):
             kept.append(arg)
-    return shlex.join(["accelerate", "launch", argv[0], *kept, "--resume_from_checkpoint", "latest"])
+    flags = launcher_flags(argv[0], parent_cmdline) or []
+    return shlex.join(["accelerate", "launch", *flags, argv[0], *kept, "--resume_from_checkpoint", "latest"])

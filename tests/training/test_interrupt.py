@@ -134,3 +134,28 @@ def test_two_processes_stop_together_and_resume_exactly(tmp_path, signum):
     whole = subprocess.run([*two, *tiny_train_args(straight, **end)], capture_output=True, text=True, env=ENV, cwd=ROOT)
     assert whole.returncode == 0, whole.stderr[-3000:]
     assert_same(final_model(stopped, step + 2), final_model(straight, step + 2))
+
+
+def test_the_resume_command_repeats_the_launchers_flags(tmp_path):
+    """`accelerate launch --cpu --num_processes 1 ...` used to be printed as `accelerate launch ...`, which on a
+    2-core machine pins the process to one thread (about 8× slower)."""
+    from ddpm_hf.training.interrupt import launcher_flags, resume_command
+
+    parent = ["/venv/bin/python", "/venv/bin/accelerate", "launch", "--cpu", "--num_processes", "1", "train.py", "-x"]
+    assert launcher_flags("train.py", parent) == ["--cpu", "--num_processes", "1"]
+    assert resume_command(["train.py", "--preset", "digits"], parent) == (
+        "accelerate launch --cpu --num_processes 1 train.py --preset digits --resume_from_checkpoint latest"
+    )
+    assert launcher_flags("train.py", ["bash", "-c", "python train.py"]) is None  # not started by accelerate launch
+    # Under a real `accelerate launch`, read from the launching process.
+    script = tmp_path / "print_resume.py"
+    script.write_text("from ddpm_hf.training.interrupt import resume_command\nprint(resume_command())\n")
+    accelerate = str(Path(sys.executable).with_name("accelerate"))
+    launched = subprocess.run(
+        [accelerate, "launch", "--cpu", "--num_processes", "1", "--num_machines", "1", "--mixed_precision", "no",
+         "--dynamo_backend", "no", str(script), "--seed", "3", "--resume_from_checkpoint", "checkpoint-2"],
+        capture_output=True, text=True, env=ENV, cwd=ROOT, timeout=120,
+    )  # fmt: skip
+    assert launched.returncode == 0, launched.stderr[-2000:]
+    expected = f"--dynamo_backend no {script} --seed 3 --resume_from_checkpoint latest"
+    assert launched.stdout.strip().endswith(expected) and "--cpu --num_processes 1" in launched.stdout
