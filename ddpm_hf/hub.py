@@ -40,7 +40,7 @@ def download_pipeline(repo_id: str, **kwargs: Any) -> str:
     `huggingface_hub.snapshot_download`, which honours `revision`, `token`, `cache_dir`, `local_files_only`
     and `HF_HUB_OFFLINE` like any diffusers download.
     """
-    if _is_path(repo_id):
+    if is_local_path(repo_id):
         raise FileNotFoundError(f"no pipeline folder at {repo_id}: the directory does not exist")
     snapshot_kwargs = {k: kwargs[k] for k in _SNAPSHOT_KWARGS if kwargs.get(k) is not None}
     try:
@@ -54,7 +54,7 @@ def download_pipeline(repo_id: str, **kwargs: Any) -> str:
         ) from e
 
 
-def _is_path(name: str) -> bool:
+def is_local_path(name: str) -> bool:
     """Whether `name` can only be a filesystem path: Hub ids are `name` or `owner/name`, without ./ or ~."""
     return name.startswith((".", "/", "~")) or "\\" in name or name.count("/") > 1 or os.path.isfile(name)
 

@@ -130,3 +130,11 @@ def test_fd_dinov2_refusals_come_before_sampling(tmp_path, dinov2_dir, run_examp
     with pytest.raises(DINOv2WeightsError, match=r"config\.json"):
         dinov2_folder(str(tmp_path))  # a folder without a checkpoint
     assert not out.exists()
+
+
+@pytest.mark.parametrize("name", ["./no_such_dinov2", "/no/such/dinov2", "models/dinov2/large"])
+def test_a_missing_local_folder_is_named_as_a_folder(name, monkeypatch):
+    """It was reported as an invalid Hub id, with advice to download it."""
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    with pytest.raises(DINOv2WeightsError, match=f"no DINOv2 folder at {name}: the directory does not exist"):
+        dinov2_folder(name)

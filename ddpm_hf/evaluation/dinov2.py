@@ -17,6 +17,7 @@ import numpy as np
 import torch
 from PIL import Image
 
+from ..hub import is_local_path
 from .inception import files_sha256, full_float32
 
 DEFAULT_DINOV2 = "facebook/dinov2-large"  # ViT-L/14, the FD_DINOv2 of Stein et al.
@@ -43,6 +44,8 @@ def dinov2_folder(
     """
     if Path(model).is_dir():
         folder = Path(model)
+    elif is_local_path(model):  # ./x, /x, a/b/c: a folder that is not there, never a Hub id to download
+        raise DINOv2WeightsError(f"no DINOv2 folder at {model}: the directory does not exist")
     else:
         import huggingface_hub
 
