@@ -106,6 +106,7 @@ def render_model_card(
     metrics: dict[str, Any] | None = None,
     revision: str | None = None,
     license: str = "apache-2.0",
+    samples: str | None = None,
 ) -> ModelCard:
     """The model card pushed with a checkpoint, rendered from `model_card.md` with `huggingface_hub.ModelCard`.
 
@@ -117,6 +118,7 @@ def render_model_card(
         metrics: the JSON written by `examples/evaluate.py`; its metrics become the model-index and a table.
         revision: the branch the card is pushed to, for the usage snippet.
         license: the SPDX id in the metadata.
+        samples: the path, in the repo, of a sample grid pushed with the card (shown under Samples).
     """
     dataset = dataset_id(dataset)
     rows = _metric_rows(metrics or {}, dataset)
@@ -140,6 +142,7 @@ def render_model_card(
         results=results,
         metric_rows=rows,
         evaluation=metrics or {},
+        samples=samples,
     )
 
 
@@ -158,4 +161,6 @@ def rerender_card(card_path: str | Path, repo_id: str, **kwargs: Any) -> ModelCa
         training = card_section(old, "Training")
         kwargs.setdefault("training_details", None if training == NO_TRAINING_DETAILS else training)
         kwargs.setdefault("dataset", (old.data.datasets or [None])[0])
+    if (path.parent / "samples.png").is_file():  # a training folder's grid, pushed with it
+        kwargs.setdefault("samples", "samples.png")
     return render_model_card(repo_id, **kwargs)

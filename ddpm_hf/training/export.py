@@ -57,14 +57,40 @@ def log_grid(accelerator: Accelerator, images: list[Image.Image], step: int) -> 
             tracker.log({"samples": [wandb.Image(image) for image in images]}, step=step)
 
 
+SAMPLES_FILE = "samples.png"  # the final grid, written beside the pipeline and pushed with it
+# How a run was driven, not what was trained: true of the run, not of the weights a card describes.
+RUN_CONTROL = {
+    "resume_from_checkpoint", "output_dir", "logging_dir", "report_to", "logging_steps", "push_to_hub", "hub_model_id",
+    "hub_private_repo", "checkpointing_steps", "checkpoints_total_limit", "save_images_steps", "save_pipeline_steps",
+    "dataloader_num_workers", "cache_dir", "tracker_project_name",
+}  # fmt: skip
+# The network is described by the weights' own config, not by the preset it started from or the overrides.
+NETWORK_SETTINGS = {"model", "unet_config", "model_config_name_or_path"}
+NETWORK_KEYS = ("sample_size", "in_channels", "out_channels", "block_out_channels", "layers_per_block",
+                "down_block_types", "up_block_types", "dropout")  # fmt: skip
+
+
+def training_table(cfg: TrainConfig, pipe: DDPMPaperPipeline) -> str:
+    """The card's training table: the network as trained (its config and size), then every setting that shaped the
+    weights."""
+    config = pipe.unet.config
+    params = sum(p.numel() for p in pipe.unet.parameters())
+    network = ", ".join(f"{k}={config[k]}" for k in NETWORK_KEYS if k in config)
+    rows = [("network", f"{type(pipe.unet).__name__}, {params:,} parameters: {network}")]
+    rows += [(k, v) for k, v in cfg.to_dict().items() if k not in RUN_CONTROL | NETWORK_SETTINGS]
+    return "| setting | value |\n|---|---|\n" + "\n".join(f"| `{k}` | `{v}` |" for k, v in rows)
+
+
 def save_pipeline(pipe: DDPMPaperPipeline, cfg: TrainConfig, output_dir: Path) -> None:
     """Save `pipe` and its model card into `output_dir`, replacing the previous ones only when complete."""
     tmp = output_dir / ".tmp-pipeline"
     shutil.rmtree(tmp, ignore_errors=True)
     pipe.save_pretrained(tmp)
     repo_id = cfg.hub_model_id or str(output_dir)  # what the card's snippets load: the repo, or this folder
-    details = "| setting | value |\n|---|---|\n" + "\n".join(f"| `{k}` | `{v}` |" for k, v in cfg.to_dict().items())
-    render_model_card(repo_id, dataset=cfg.dataset_name, training_details=details).save(tmp / "README.md")
+    card = render_model_card(
+        repo_id, dataset=cfg.dataset_name, training_details=training_table(cfg, pipe), samples=SAMPLES_FILE
+    )
+    card.save(tmp / "README.md")
     for entry in sorted(tmp.iterdir()):
         target = output_dir / entry.name
         if target.is_dir():
@@ -76,6 +102,6 @@ def save_pipeline(pipe: DDPMPaperPipeline, cfg: TrainConfig, output_dir: Path) -
 def push_pipeline(output_dir: Path, repo_id: str, private: bool = False, token: str | None = None) -> None:
     """Upload the final pipeline, its card and sample grid (never checkpoints); `HubUploadError` says why a push
     failed."""
-    files = pipeline_files(output_dir, extra=("README.md", "samples.png"))
+    files = pipeline_files(output_dir, extra=("README.md", SAMPLES_FILE))
     info = upload_folder(output_dir, repo_id, private=private, token=token, files=files, commit_message="Train DDPM")
     print(f"pushed {output_dir} to {repo_id} ({info.commit_url})")

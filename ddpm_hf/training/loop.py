@@ -30,7 +30,7 @@ from .callbacks import TrainerCallback
 from .checkpoint import resolve_checkpoint, resume, save_checkpoint
 from .config import TrainConfig, epochs_as_steps
 from .ema import EMA, warmup_decay
-from .export import ema_pipeline, log_grid, push_pipeline, save_pipeline, save_sample_grid
+from .export import SAMPLES_FILE, ema_pipeline, log_grid, push_pipeline, save_pipeline, save_sample_grid
 from .interrupt import StopOnSignal, TrainingInterrupted, resume_command
 from .losses import diffusion_loss, make_loss
 from .model import build_scheduler, build_unet
@@ -327,7 +327,7 @@ class Trainer:
         if acc.is_main_process:
             pipe = ema_pipeline(self.ema, self.unet, self.scheduler)
             save_pipeline(pipe, cfg, self.output_dir)
-            log_grid(acc, save_sample_grid(pipe, cfg, self.output_dir / "samples.png"), self.step)
+            log_grid(acc, save_sample_grid(pipe, cfg, self.output_dir / SAMPLES_FILE), self.step)
             if cfg.push_to_hub:
                 repo_id = cfg.hub_model_id or self.output_dir.resolve().name  # diffusers' default: the folder's name
                 push_pipeline(self.output_dir, repo_id, private=cfg.hub_private_repo, token=cfg.hub_token)

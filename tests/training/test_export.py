@@ -67,3 +67,23 @@ def test_failed_push_keeps_everything_local(hub_server, tmp_path, monkeypatch):
     assert DDPMPaperPipeline.from_pretrained(out) is not None
     assert [p.name for p in list_checkpoints(out / "checkpoints")] == ["checkpoint-2"]
     assert ("model", "user/digits") not in hub_server.server.repos or not hub_server.server.files("user/digits")
+
+
+def test_the_card_states_facts_of_the_trained_weights(tmp_path):
+    """A digits run's card said `model: cifar10` (the preset its network config started from), listed
+    `resume_from_checkpoint: latest` as a setting, told users to `pip install ddpm_hf` (not on PyPI) and showed no
+    samples although samples.png is pushed with it."""
+    from ddpm_hf.card import card_section
+
+    out = tmp_path / "run"
+    train(parse_args(tiny_train_args(out, max_train_steps=1, resume_from_checkpoint="latest")))
+    card = (out / "README.md").read_text()
+    training = card_section(card, "Training")
+    assert "resume_from_checkpoint" not in training and "output_dir" not in training
+    assert "| `model` |" not in training and "unet_config" not in training
+    pipe = DDPMPaperPipeline.from_pretrained(out)
+    params = sum(p.numel() for p in pipe.unet.parameters())
+    assert f"DDPMUNet2DModel, {params:,} parameters: sample_size=8, in_channels=1" in training
+    assert "block_out_channels=[16, 16]" in training and "| `learning_rate` | `0.001` |" in training
+    assert "![samples of this model](samples.png)" in card and (out / "samples.png").is_file()
+    assert "pip install ddpm_hf`" not in card and "not on PyPI" in card
