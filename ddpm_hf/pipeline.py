@@ -31,12 +31,13 @@ class NonFiniteSampleError(FloatingPointError):
     """Sampling produced NaN or infinite values: the network's output was not finite."""
 
 
-def check_finite(samples: torch.Tensor) -> None:
-    """Raise `NonFiniteSampleError` naming how many samples hold NaN or ±inf (they would turn into black images)."""
-    bad = ~torch.isfinite(samples.flatten(1)).all(dim=1)
+def check_finite(samples: torch.Tensor, what: str = "samples") -> None:
+    """Raise `NonFiniteSampleError` naming how many of `what` (samples, interpolants, bounds: one per row) hold NaN
+    or ±inf: they would turn into black images, or a NaN shown as a result."""
+    bad = ~torch.isfinite(samples.reshape(len(samples), -1)).all(dim=1)
     if bad.any():
         raise NonFiniteSampleError(
-            f"{int(bad.sum())} of {len(bad)} samples hold NaN or infinite values: the network's output is not "
+            f"{int(bad.sum())} of {len(bad)} {what} hold NaN or infinite values: the network's output is not "
             "finite. Check its weights (a diverged or corrupted checkpoint); with precision 'bf16' or 'auto', "
             "compare with 'fp32'."
         )
@@ -233,9 +234,11 @@ class DDPMPaperPipeline(PipelineHubMixin, DiffusionPipeline):
         scheduler = self._paper_scheduler("bits_per_dim")
         x_0 = self._images(images)
         with eps_model(self.unet, precision, device=self._execution_device) as eps:
-            return likelihood.bits_per_dim(
+            bpd = likelihood.bits_per_dim(
                 eps, scheduler, x_0, generator, clip_denoised, batch_size, self._passes(callback_on_step_end)
             )
+        check_finite(bpd.total, "images' bounds")
+        return bpd
 
     def _passes(self, callback_on_step_end: StepEndCallback | None) -> Callable[[Iterable], Iterable]:
         """The progress bar over the bound's network passes, calling `callback_on_step_end` after each."""
@@ -271,9 +274,11 @@ class DDPMPaperPipeline(PipelineHubMixin, DiffusionPipeline):
         shape = self._sample_shape(batch_size, generator)
         device = self._execution_device
         with eps_model(self.unet, precision, device=device) as eps:
-            return analysis.progressive_generation(
+            run = analysis.progressive_generation(
                 eps, scheduler, shape, generator, every, return_xt, device, self.progress_bar, callback
             )
+        check_finite(run.images)
+        return run
 
     @torch.no_grad()
     def interpolate(
@@ -296,7 +301,9 @@ class DDPMPaperPipeline(PipelineHubMixin, DiffusionPipeline):
         if x_a.shape[0] != 1 or x_b.shape[0] != 1:
             raise ValueError("interpolate takes one image_a and one image_b")
         with eps_model(self.unet, precision, device=self._execution_device) as eps:
-            return analysis.interpolate(eps, scheduler, x_a[0], x_b[0], t, num, generator, self.progress_bar, callback)
+            out = analysis.interpolate(eps, scheduler, x_a[0], x_b[0], t, num, generator, self.progress_bar, callback)
+        check_finite(out.images, "interpolants")
+        return out
 
     def rate_distortion(
         self, images: Any, generator: torch.Generator | None = None, batch_size: int | None = None

@@ -301,3 +301,18 @@ def test_the_command_line_checks_the_bound_batch_size_before_starting(value, cap
     with pytest.raises(SystemExit):
         app.parse_args(["--bound_batch_size", value])
     assert "--bound_batch_size" in capsys.readouterr().err
+
+
+def test_a_non_finite_network_is_a_message_in_every_tab(demo, tmp_path):
+    """The Interpolate tab showed black interpolants and the Likelihood tab "nan bits/dim" as results."""
+    broken = tmp_path / "nan-model"
+    pipe = train_tiny_digits(steps=1, num_train_timesteps=T)
+    with torch.no_grad():
+        pipe.unet.conv_out.bias[0] = float("nan")
+    pipe.save_pretrained(broken)
+    with pytest.raises(gr.Error, match="interpolants hold NaN or infinite values"):
+        list(demo.interpolate(str(broken), "dataset images", None, None, "sklearn-digits", 0, 1, 10, 3, 0))
+    with pytest.raises(gr.Error, match="bounds hold NaN or infinite values"):
+        list(demo.likelihood(str(broken), "dataset images", None, "sklearn-digits", 0, 0))
+    with pytest.raises(gr.Error, match="samples hold NaN or infinite values"):
+        list(demo.sample(str(broken), 2, 0, 3, "fp32"))

@@ -109,3 +109,17 @@ def test_step_refuses_a_generator_list_of_the_wrong_length():
     generators = [torch.Generator().manual_seed(i) for i in range(3)]
     with pytest.raises(ValueError, match="got 3 generators for 2 images"):
         scheduler.step(torch.zeros_like(x), int(scheduler.timesteps[0]), x, generator=generators)
+
+
+def test_the_analyses_of_a_non_finite_network_raise_instead_of_showing_nan():
+    """Interpolation gave black interpolants and the bound "nan bits/dim" (the app showed both as results)."""
+    pipe = tiny_pipeline()
+    with torch.no_grad():
+        pipe.unet.conv_out.bias[0] = float("nan")
+    image = torch.zeros(3, 8, 8)
+    with pytest.raises(NonFiniteSampleError, match="3 of 3 interpolants hold NaN"):
+        pipe.interpolate(image, image, t=5, num=3)
+    with pytest.raises(NonFiniteSampleError, match="1 of 1 images' bounds hold NaN"):
+        pipe.bits_per_dim(image[None], batch_size=250)
+    with pytest.raises(NonFiniteSampleError, match="2 of 2 samples hold NaN"):
+        pipe.progressive(2, every=500)
