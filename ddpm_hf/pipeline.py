@@ -17,7 +17,7 @@ from .checks import check_choice, check_int
 from .data import images_to_model
 from .fastpath import Precision, eps_model
 from .hub import PipelineHubMixin
-from .sampling import ReverseStep, StepCallback, p_sample_loop_progressive
+from .sampling import ReverseStep, StepCallback, p_sample_loop
 from .scheduler import DDPMPaperScheduler
 from .schedulers import check_scheduler
 from .unet import check_sample_size
@@ -188,11 +188,9 @@ class DDPMPaperPipeline(PipelineHubMixin, DiffusionPipeline):
         x = randn_tensor(shape, generator=generator, device=device, dtype=torch.float32)
         x = x * self.scheduler.init_noise_sigma
         with eps_model(self.unet, precision, device=device) as eps:
-            steps = p_sample_loop_progressive(
+            image = p_sample_loop(
                 eps, self.scheduler, x, generator, eta=eta, callback=callback, progress=self.progress_bar
             )
-            for step in steps:
-                image = step.prev_sample
         check_finite(image)
 
         image = (image / 2 + 0.5).clamp(0, 1)
