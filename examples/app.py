@@ -224,13 +224,13 @@ class Job:
     (diffusers' `pipe._interrupt`)."""
 
     def __init__(self, total: int) -> None:
-        self.total, self.done = total, 0
-        self.tensors: dict[str, torch.Tensor] = {}
-        self.timestep: Any = None
+        self.total = total
+        # (steps done, t, the step's tensors), replaced whole by the worker so the page never reads a mix of steps
+        self.latest: tuple[int, Any, dict[str, torch.Tensor]] | None = None
         self.cancelled = threading.Event()
 
     def callback(self, pipe: DDPMPaperPipeline, i: int, t: Any, tensors: dict[str, torch.Tensor]) -> dict:
-        self.done, self.timestep, self.tensors = i + 1, t, tensors
+        self.latest = (i + 1, t, tensors)
         if self.cancelled.is_set():
             pipe._interrupt = True
         return {}
@@ -251,8 +251,8 @@ class Job:
         try:
             while worker.is_alive():
                 worker.join(LIVE_EVERY_S)
-                if self.done:
-                    progress((self.done, self.total), desc=desc)
+                if self.latest is not None:
+                    progress((self.latest[0], self.total), desc=desc)
                 if worker.is_alive():
                     yield frame(self)
         finally:
@@ -308,10 +308,11 @@ class Demo:
             ).images
 
         def live(job: Job) -> tuple:
-            if not job.tensors:
+            if job.latest is None:
                 return skip, skip, skip, skip, "starting…"
-            status = f"step {job.done} of {steps}: t = {job.timestep}, {time.monotonic() - start:.1f} s"
-            return display(job.tensors["latents"]), display(job.tensors["pred_original_sample"]), skip, skip, status
+            done, t, tensors = job.latest
+            status = f"step {done} of {steps}: t = {t}, {time.monotonic() - start:.1f} s"
+            return display(tensors["latents"]), display(tensors["pred_original_sample"]), skip, skip, status
 
         images = yield from job.follow(call, progress, "sampling", live)
         grid = display(images)
