@@ -34,6 +34,7 @@ setup(
         "demo": ["gradio==6.31.0", "matplotlib>=3.7"],
         "dev": [
             "pytest>=8.0",
+            "pytest-timeout>=2.3",  # a hung test fails alone instead of holding the CI run until its limit
             "ruff>=0.6",
             "scikit-learn>=1.3",
             "tensorboard>=2.14",

@@ -128,6 +128,28 @@ def to_tensor(image: Image.Image, resolution: int, channels: int) -> torch.Tenso
     return torch.from_numpy(array.copy()).permute(2, 0, 1)
 
 
+def image_channels(image: Image.Image) -> int:
+    """The colour channels an image holds as the network sees them: 1 for grayscale modes, 3 for any colour one."""
+    return 1 if image.mode in ("1", "L", "LA", "I", "F") or image.mode.startswith("I;16") else 3
+
+
+def describe(width: int, height: int, channels: int) -> str:
+    """An image format in words, e.g. '32×32 colour'."""
+    return f"{width}×{height} {'grayscale' if channels == 1 else 'colour'}"
+
+
+def conversion(image: Image.Image, resolution: int, channels: int) -> str | None:
+    """What `to_tensor` would change in `image` beyond reading it (its size, its channels), in words; None if
+    nothing."""
+    if image.size == (resolution, resolution) and image_channels(image) == channels:
+        return None
+    return f"{describe(*image.size, image_channels(image))} to {describe(resolution, resolution, channels)}"
+
+
+class ImageMismatchError(ValueError):
+    """An image whose size or channels differ from the network's, where converting it was not asked for."""
+
+
 def scale_to_model(x: torch.Tensor) -> torch.Tensor:
     """uint8 pixels to the model's [-1, 1] as the reference does: x / 127.5 - 1."""
     return x.float() / 127.5 - 1.0
@@ -142,24 +164,49 @@ class BadImage(NamedTuple):
 
 class ImageDataset(torch.utils.data.Dataset):
     """uint8 [C, H, W] tensors from an undecoded `datasets` image column; a `BadImage` for an unreadable one when
-    skipping."""
+    skipping.
+
+    `convert=True` (training's way) resizes, crops and converts every image to `resolution` and `channels`;
+    `convert=False` (measuring a network on a dataset) raises `ImageMismatchError` for an image that would need it.
+    """
 
     def __init__(
-        self, ds: datasets.Dataset, image_column: str, resolution: int, channels: int, skip_bad_images: bool = False
+        self,
+        ds: datasets.Dataset,
+        image_column: str,
+        resolution: int,
+        channels: int,
+        skip_bad_images: bool = False,
+        convert: bool = True,
     ) -> None:
         self.ds, self.column = ds, image_column
         self.resolution, self.channels, self.skip_bad_images = resolution, channels, skip_bad_images
+        self.convert = convert
 
     def __len__(self) -> int:
         return len(self.ds)
 
+    def decode(self, index: int) -> Image.Image:
+        return decode_image(self.ds[index][self.column], index)
+
+    def conversion(self, index: int = 0) -> str | None:
+        """What reading image `index` converts (see `conversion`), or None."""
+        return conversion(self.decode(index), self.resolution, self.channels)
+
     def __getitem__(self, index: int) -> torch.Tensor | BadImage:
         try:
-            return to_tensor(decode_image(self.ds[index][self.column], index), self.resolution, self.channels)
+            image = self.decode(index)
         except BadImageError as e:
             if self.skip_bad_images:
                 return BadImage(e.where, str(e))
             raise
+        if not self.convert and conversion(image, self.resolution, self.channels):
+            where = self.ds[index][self.column].get("path") or f"row {index}"
+            network = describe(self.resolution, self.resolution, self.channels)
+            raise ImageMismatchError(
+                f"image {where} is {describe(*image.size, image_channels(image))}, the network takes {network}"
+            )
+        return to_tensor(image, self.resolution, self.channels)
 
 
 def images_to_model(images: Any, resolution: int, channels: int) -> torch.Tensor:

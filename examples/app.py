@@ -17,6 +17,7 @@ and stops the call when the job is cancelled; so with the same seed the samples 
 from __future__ import annotations
 
 import argparse
+import functools
 import io
 import math
 import os
@@ -201,8 +202,9 @@ def model_input(model: Model, image: Image.Image | None, what: str) -> tuple[tor
 _DATASETS: dict[tuple, ImageDataset] = {}
 
 
-def dataset_images(model: Model, dataset: str | None, split: str, indices: list[Any]) -> torch.Tensor:
-    """Images of a dataset (a Hub id, local path or sklearn-digits) at the network's size, uint8 [N, C, H, W]."""
+def dataset_images(model: Model, dataset: str | None, split: str, indices: list[Any]) -> tuple[torch.Tensor, str]:
+    """Images of a dataset (a Hub id, local path or sklearn-digits) at the network's size, uint8 [N, C, H, W], and
+    a note of what converting them to it did (as for uploads)."""
     dataset = (dataset or "").strip()
     if not dataset:
         raise gr.Error("dataset images: name a dataset (a Hub id, a local path, or sklearn-digits)")
@@ -215,7 +217,9 @@ def dataset_images(model: Model, dataset: str | None, split: str, indices: list[
         _DATASETS[key] = ImageDataset(ds, column, model.size, model.channels)
     images = _DATASETS[key]
     chosen = [whole_number(f"image index ({dataset} has {len(images)})", i, 0, len(images) - 1) for i in indices]
-    return torch.stack([images[i] for i in chosen])
+    changes = sorted({change for i in chosen if (change := images.conversion(i))})
+    note = f"dataset images: converted {', '.join(changes)} (as training converts images)" if changes else ""
+    return torch.stack([images[i] for i in chosen]), note
 
 
 class Job:
@@ -228,6 +232,10 @@ class Job:
         # (steps done, t, the step's tensors), replaced whole by the worker so the page never reads a mix of steps
         self.latest: tuple[int, Any, dict[str, torch.Tensor]] | None = None
         self.cancelled = threading.Event()
+
+    def status(self) -> str:
+        """The running job's status line: how far it is."""
+        return "starting…" if self.latest is None else f"step {self.latest[0]} of {self.total}…"
 
     def callback(self, pipe: DDPMPaperPipeline, i: int, t: Any, tensors: dict[str, torch.Tensor]) -> dict:
         self.latest = (i + 1, t, tensors)
@@ -267,6 +275,28 @@ class Job:
         return result["value"]
 
 
+def failures_in_status(outputs: int, status: int):
+    """A job's expected failures (bad input, a model that cannot open, non-finite output: `gr.Error`) end as its
+    last frame: the message in the status line, where it stays until the next run, and the other outputs cleared so
+    that nothing on the page passes for this run's result. Gradio's toast would vanish after seconds, leaving
+    bare "Error" badges beside the previous run's status, and print a traceback on the server for each bad input.
+    Anything else is a bug, and is left to Gradio to report."""
+
+    def wrap(handler: Callable) -> Callable:
+        @functools.wraps(handler)  # Gradio reads the handler's signature (its gr.Progress) through __wrapped__
+        def run(*args: Any, **kwargs: Any):
+            try:
+                yield from handler(*args, **kwargs)
+            except gr.Error as e:
+                frame: list[Any] = [None] * outputs
+                frame[status] = f"**Error:** {e.message}"
+                yield tuple(frame)
+
+        return run
+
+    return wrap
+
+
 class Demo:
     """The app's handlers, around a model cache; `build` lays out the page."""
 
@@ -276,15 +306,29 @@ class Demo:
         self.dataset, self.split = dataset or self.first.dataset, split
         self.device = device
         self.bound_batch_size = bound_batch_size
+        self.jobs: dict[str, Job] = {}  # each tab's latest job, for what its Stop button reports
+
+    def stopped(self, tab: str) -> str:
+        """The status line a Stop leaves: how far the stopped job got (its images are not a finished result)."""
+        job = self.jobs.get(tab)
+        done = job.latest[0] if job is not None and job.latest is not None else 0
+        total = f" of {job.total}" if job is not None else ""
+        return f"**Stopped** after step {done}{total}: what is shown is not a finished result. Run again to restart."
 
     # --- Model -------------------------------------------------------------------------------------------------
 
-    def open_model(self, name: str) -> tuple[str, str]:
-        model = self.models.page(name)
+    def open_model(self, name: str) -> tuple[Any, str]:
+        """The model's name for the jobs and its description; if it cannot be opened, why (the jobs keep the
+        previous model)."""
+        try:
+            model = self.models.page(name)
+        except gr.Error as e:
+            return gr.skip(), f"**Error:** {e.message}"
         return model.name, model.describe()
 
     # --- Sample ------------------------------------------------------------------------------------------------
 
+    @failures_in_status(outputs=5, status=4)
     def sample(self, name: str, batch_size: Any, seed: Any, steps: Any, precision: str, progress=gr.Progress()):  # noqa: B008 (Gradio's way)
         """Algorithm 2 with the chain shown as it runs: yields (x_t, x̂_0, samples, downloads, status)."""
         model = self.models.page(name)
@@ -296,6 +340,7 @@ class Demo:
             raise gr.Error(f"precision must be one of {', '.join(PRECISIONS)}, got {precision!r}")
         generators = [torch.Generator(pipe.device).manual_seed(seed + i) for i in range(batch_size)]
         job, skip, start = Job(total=steps), gr.skip(), time.monotonic()
+        self.jobs["sample"] = job
 
         def call():
             return pipe(
@@ -333,11 +378,12 @@ class Demo:
     ) -> tuple[torch.Tensor, str]:
         """The images to work on, uint8 [N, C, H, W]: uploads (by label) or dataset images, and conversion notes."""
         if source == "dataset images":
-            return dataset_images(model, dataset, self.split, indices), ""
+            return dataset_images(model, dataset, self.split, indices)
         converted = [model_input(model, image, what) for what, image in uploads.items()]
         notes = "; ".join(note for _, note in converted if note)
         return torch.stack([pixels for pixels, _ in converted]), notes
 
+    @failures_in_status(outputs=2, status=1)
     def interpolate(
         self,
         name,
@@ -360,14 +406,14 @@ class Demo:
         uploads = {"image A": image_a, "image B": image_b}
         pixels, notes = self.sources(model, source, uploads, dataset, [index_a, index_b])
         generator = torch.Generator(model.pipe.device).manual_seed(seed)
-        job = Job(total=t + 1)
+        job = self.jobs["interpolate"] = Job(total=t + 1)
 
         def call():
             return model.pipe.interpolate(
                 pixels[0], pixels[1], t=t, num=num, generator=generator, callback_on_step_end=job.callback
             )
 
-        out = yield from job.follow(call, progress, f"decoding from t = {t}", lambda job: (gr.skip(), gr.skip()))
+        out = yield from job.follow(call, progress, f"decoding from t = {t}", lambda job: (gr.skip(), job.status()))
         ends = scale_to_model(pixels).to(out.images.device)
         row = display(torch.cat([ends[:1], out.images, ends[1:]]), cols=num + 2)
         lambdas = ", ".join(f"{v:.2f}" for v in out.lambdas.tolist())
@@ -376,21 +422,23 @@ class Demo:
 
     # --- Likelihood --------------------------------------------------------------------------------------------
 
+    @failures_in_status(outputs=4, status=1)
     def likelihood(self, name, source, image, dataset, index, seed, progress=gr.Progress()):  # noqa: B008 (Gradio's way)
         """An image's bound in bits/dim: yields (image as the model sees it, summary, per-t terms plot, R–D plot)."""
         model = self.models.page(name)
         seed = whole_number("seed", seed, 0, 2**63 - 1)
         pixels, notes = self.sources(model, source, {"image": image}, dataset, [index])
         generator = torch.Generator(model.pipe.device).manual_seed(seed)
-        job = Job(total=math.ceil(len(pixels) * model.num_timesteps / self.bound_batch_size))
+        job = self.jobs["likelihood"] = Job(total=math.ceil(len(pixels) * model.num_timesteps / self.bound_batch_size))
 
         def call():
             return model.pipe.bits_per_dim(
                 pixels, generator=generator, batch_size=self.bound_batch_size, callback_on_step_end=job.callback
             )
 
-        idle = (gr.skip(),) * 4
-        bpd = yield from job.follow(call, progress, "the bound, t = 0 … T-1", lambda job: idle)
+        skip = gr.skip()
+        frame = lambda job: (skip, job.status(), skip, skip)  # noqa: E731
+        bpd = yield from job.follow(call, progress, "the bound, t = 0 … T-1", frame)
         rd = rate_distortion(bpd)  # from the same terms: the bound is computed once
         terms, tenth = bpd.terms[0].cpu().double(), max(1, len(rd.rate) // 10)
         summary = (
@@ -440,7 +488,7 @@ class Demo:
                     [live_xt, live_x0, final, files, status],
                     concurrency_id=CONCURRENCY,
                 )
-                stop.click(None, cancels=[event])
+                stop.click(functools.partial(self.stopped, "sample"), None, status, cancels=[event])
 
             with gr.Tab("Interpolate"):
                 source = gr.Radio(
@@ -470,7 +518,8 @@ class Demo:
                     [row, interp_status],
                     concurrency_id=CONCURRENCY,
                 )
-                interp_stop.click(None, cancels=[interp_event])
+                stopped = functools.partial(self.stopped, "interpolate")
+                interp_stop.click(stopped, None, interp_status, cancels=[interp_event])
 
             with gr.Tab("Likelihood"):
                 bound_source = gr.Radio(
@@ -498,7 +547,7 @@ class Demo:
                     [seen, summary, terms, curve],
                     concurrency_id=CONCURRENCY,
                 )
-                bound_stop.click(None, cancels=[bound_event])
+                bound_stop.click(functools.partial(self.stopped, "likelihood"), None, summary, cancels=[bound_event])
         # One job at a time for the whole app (a CPU runs one well), the rest wait in the queue.
         app.queue(default_concurrency_limit=1)
         return app

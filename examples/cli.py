@@ -14,7 +14,14 @@ from PIL import Image
 from ddpm_hf import DDPMPaperPipeline
 from ddpm_hf.analysis import to_pil
 from ddpm_hf.checks import non_negative_int, positive_int  # noqa: F401 (the scripts' argparse types)
-from ddpm_hf.data import ImageDataset, load_image_dataset
+from ddpm_hf.data import (
+    ImageDataset,
+    ImageMismatchError,
+    conversion,
+    describe,
+    image_channels,
+    load_image_dataset,
+)
 from ddpm_hf.evaluation.distributed import Processes
 from ddpm_hf.evaluation.inception import files_sha256
 from ddpm_hf.grid import image_grid
@@ -77,6 +84,24 @@ def weights_sha256(folder: str) -> str:
     return files_sha256(sorted(Path(folder, "unet").glob("*.safetensors")))
 
 
+def add_output_arguments(parser: argparse.ArgumentParser, script: str, **files: str) -> None:
+    """--output_dir (default outputs/SCRIPT, never the working directory itself), where the script writes `files`
+    (flag → file name, e.g. output="samples.png"); each file's flag (--output ...) can still name its own path."""
+    parser.add_argument(
+        "--output_dir", default=str(Path("outputs") / script), help="the folder outputs go to (default: %(default)s)"
+    )
+    for flag, name in files.items():
+        parser.add_argument(f"--{flag}", default=None, help=f"write this file here instead of OUTPUT_DIR/{name}")
+    parser.set_defaults(output_files=files)
+
+
+def output_path(args: argparse.Namespace, flag: str) -> Path:
+    """Where output `flag` goes: the path its own flag names, else OUTPUT_DIR/its file name; its folder exists."""
+    path = Path(getattr(args, flag) or Path(args.output_dir) / args.output_files[flag])
+    path.parent.mkdir(parents=True, exist_ok=True)
+    return path
+
+
 def add_data_arguments(parser: argparse.ArgumentParser, split: str = "test") -> None:
     """--dataset_name or --train_data_dir, then --split and --image_column: what `load_split` reads."""
     source = parser.add_mutually_exclusive_group(required=True)
@@ -84,6 +109,17 @@ def add_data_arguments(parser: argparse.ArgumentParser, split: str = "test") -> 
     source.add_argument("--train_data_dir", help="a folder of images (datasets' imagefolder)")
     parser.add_argument("--split", default=split)
     parser.add_argument("--image_column", default=None, help="default: image or img, whichever exists")
+    add_convert_argument(parser)
+
+
+def add_convert_argument(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--convert_images",
+        action="store_true",
+        help="resize, center-crop and convert the dataset's images to the network's size and channels, as training "
+        "does (without it, images that differ from the network's are refused: a bound or an interpolation of "
+        "converted images is not one of the dataset's)",
+    )
 
 
 def load_split(args: argparse.Namespace, cache_dir: str | None = None) -> tuple[datasets.Dataset, str]:
@@ -91,9 +127,23 @@ def load_split(args: argparse.Namespace, cache_dir: str | None = None) -> tuple[
     return load_image_dataset(args.dataset_name, args.train_data_dir, args.split, args.image_column, cache_dir)
 
 
-def network_images(ds: datasets.Dataset, column: str, pipe: DDPMPaperPipeline) -> ImageDataset:
-    """A dataset's images as uint8 [C, H, W] tensors at the network's resolution and channels."""
-    return ImageDataset(ds, column, pipe.unet.config.sample_size, pipe.unet.config.in_channels)
+def network_images(ds: datasets.Dataset, column: str, pipe: DDPMPaperPipeline, convert: bool) -> ImageDataset:
+    """A dataset's images as uint8 [C, H, W] tensors at the network's resolution and channels. Images of another
+    size or channels are refused before any work, unless `convert` (--convert_images) asks for them to be converted;
+    then the conversion is said."""
+    size, channels = pipe.unet.config.sample_size, pipe.unet.config.in_channels
+    images = ImageDataset(ds, column, size, channels, convert=convert)
+    first = images.decode(0) if len(images) else None
+    if first is None or conversion(first, size, channels) is None:
+        return images
+    have, takes = describe(*first.size, image_channels(first)), describe(size, size, channels)
+    if not convert:
+        raise SystemExit(
+            f"the dataset's images are {have}, the network takes {takes}: evaluate on data like its training data, "
+            "or pass --convert_images to resize and convert them as training does"
+        )
+    print(f"note: converting the dataset's {have} images to {takes} (--convert_images)", flush=True)
+    return images
 
 
 def add_bound_arguments(parser: argparse.ArgumentParser) -> None:
@@ -108,8 +158,11 @@ def load_images(args: argparse.Namespace, pipe: DDPMPaperPipeline, indices: list
     bad = [i for i in indices if not 0 <= i < len(ds)]
     if bad:
         raise SystemExit(f"image index {bad[0]} is out of range: the {args.split} split has {len(ds)} images")
-    images = network_images(ds, column, pipe)
-    return torch.stack([images[i] for i in indices])
+    images = network_images(ds, column, pipe, args.convert_images)
+    try:
+        return torch.stack([images[i] for i in indices])
+    except ImageMismatchError as e:
+        raise SystemExit(f"{e}: pass --convert_images to resize and convert images as training does") from None
 
 
 def save_grid(

@@ -27,6 +27,7 @@ from pathlib import Path
 
 import torch
 from cli import (
+    add_convert_argument,
     add_model_arguments,
     network_images,
     non_negative_int,
@@ -86,12 +87,15 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--dinov2_model", default=DEFAULT_DINOV2, help="Hub id or folder (default: ViT-L/14)")
     parser.add_argument("--nll_dataset_name", default=None, help="data for --metrics nll (e.g. CIFAR-10)")
     parser.add_argument("--nll_split", default="test")
+    add_convert_argument(parser)
     parser.add_argument("--nll_num_images", type=positive_int, default=None, help="default: the whole split")
     parser.add_argument(
         "--nll_batch_size", type=positive_int, default=None, help="(image, t) pairs per pass (default: --batch_size)"
     )
     parser.add_argument("--grid_size", type=non_negative_int, default=64, help="samples in samples.png (0: none)")
-    parser.add_argument("--output_dir", default="evaluation")
+    parser.add_argument(
+        "--output_dir", default="outputs/evaluate", help="the folder outputs go to (default: %(default)s)"
+    )
     args = parser.parse_args(argv)
     args.nll_batch_size = args.nll_batch_size or args.batch_size
     if {"fid", "precision_recall"} & set(args.metrics) and not args.reference:
@@ -181,7 +185,7 @@ def nll_data(args: argparse.Namespace, pipe: DDPMPaperPipeline):
     """The test images of --metrics nll (uint8 [C, H, W] at the network's size) and how many to bound."""
     ds, column = load_image_dataset(args.nll_dataset_name, split=args.nll_split)
     count = len(ds) if args.nll_num_images is None else min(args.nll_num_images, len(ds))
-    return network_images(ds, column, pipe), count
+    return network_images(ds, column, pipe, args.convert_images), count
 
 
 def compute_metrics(args, measures: Measures, samples: SampleStore, nll: ShardStore | None, num_nll: int) -> dict:

@@ -22,9 +22,11 @@ from cli import (
     add_bound_arguments,
     add_data_arguments,
     add_model_arguments,
+    add_output_arguments,
     load_split,
     network_images,
     open_job,
+    output_path,
     positive_int,
     weights_sha256,
 )
@@ -47,14 +49,14 @@ def main(argv: list[str] | None = None) -> dict | None:
     parser.add_argument("--no_clip", action="store_true", help="do not clip x̂_0 (the reference clips)")
     parser.add_argument("--shard_size", type=positive_int, default=None, help="images per shard (default: 64)")
     parser.add_argument("--shard_dir", default=None, help="default: OUTPUT without .json, plus _shards")
-    parser.add_argument("--output", default="nll.json")
+    add_output_arguments(parser, "evaluate_nll", output="nll.json")
     args = parser.parse_args(argv)
 
     procs, pipe, folder, _ = open_job(args)
     ds, column = load_split(args)
     if args.num_images > len(ds):
         raise SystemExit(f"--num_images {args.num_images} is out of range: the {args.split} split has {len(ds)} images")
-    images = network_images(ds, column, pipe)
+    images = network_images(ds, column, pipe, args.convert_images)
     settings = BoundSettings(args.seed, args.batch_size, clip_denoised=not args.no_clip)
     identity = {
         "kind": "nll",
@@ -66,7 +68,8 @@ def main(argv: list[str] | None = None) -> dict | None:
         "batch_size": args.batch_size,  # the noise is drawn in chunks of this many (image, t) pairs
         "precision": settings.precision,
     }
-    store = ShardStore(args.shard_dir or shard_dir(args.output), identity, args.shard_size, default_shard_size=64)
+    output = output_path(args, "output")
+    store = ShardStore(args.shard_dir or shard_dir(output), identity, args.shard_size, default_shard_size=64)
     try:
         store.check()
     except StoreMismatchError as error:
@@ -101,11 +104,11 @@ def main(argv: list[str] | None = None) -> dict | None:
         "images_made": sum(len(shard) for shard in missing),  # by this run; the rest were found in the shards
         "seconds": seconds,
     }
-    with open(args.output, "w") as f:
+    with open(output, "w") as f:
         json.dump(report, f, indent=1)
     print(
         f"{report['bpd']:.4f} ± {report['bpd_stderr']:.4f} bits/dim over {report['num_images']} images "
-        f"({seconds:.1f} s, {report['images_made']} bounded now); wrote {args.output}"
+        f"({seconds:.1f} s, {report['images_made']} bounded now); wrote {output}"
     )
     return report
 

@@ -11,7 +11,16 @@ from __future__ import annotations
 import argparse
 
 import torch
-from cli import add_data_arguments, add_model_arguments, load_images, load_pipeline, positive_int, save_grid
+from cli import (
+    add_data_arguments,
+    add_model_arguments,
+    add_output_arguments,
+    load_images,
+    load_pipeline,
+    output_path,
+    positive_int,
+    save_grid,
+)
 
 from ddpm_hf.data import scale_to_model
 
@@ -25,7 +34,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--t", type=int, default=500, help="diffusion timestep to interpolate at (0-based)")
     parser.add_argument("--num", type=int, default=8, help="interpolants, both ends included")
     parser.add_argument("--scale", type=positive_int, default=1, help="enlarge each image this many times")
-    parser.add_argument("--output", default="interpolation.png")
+    add_output_arguments(parser, "interpolate", output="interpolation.png")
     args = parser.parse_args(argv)
 
     pipe = load_pipeline(args)
@@ -35,8 +44,9 @@ def main(argv: list[str] | None = None) -> None:
     )
     x = scale_to_model(sources).to(out.images.device)
     row = torch.cat([x[:1], out.images, x[1:]])
-    save_grid(row, args.output, cols=len(row), scale=args.scale)
-    print(f"wrote {args.output}: λ = {[round(v, 3) for v in out.lambdas.tolist()]} at t = {args.t}")
+    path = output_path(args, "output")
+    save_grid(row, path, cols=len(row), scale=args.scale)
+    print(f"wrote {path}: λ = {[round(v, 3) for v in out.lambdas.tolist()]} at t = {args.t}")
 
 
 if __name__ == "__main__":

@@ -11,7 +11,7 @@ from __future__ import annotations
 import argparse
 
 import torch
-from cli import add_model_arguments, load_pipeline, positive_int, save_grid
+from cli import add_model_arguments, add_output_arguments, load_pipeline, output_path, positive_int, save_grid
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -21,7 +21,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--every", type=int, default=100, help="record x̂_0 at every t divisible by this")
     parser.add_argument("--with_xt", action="store_true", help="also show the x_t each x̂_0 was predicted from")
     parser.add_argument("--scale", type=positive_int, default=1, help="enlarge each image this many times")
-    parser.add_argument("--output", default="progressive.png")
+    add_output_arguments(parser, "progressive", output="progressive.png")
     args = parser.parse_args(argv)
 
     pipe = load_pipeline(args)
@@ -32,8 +32,9 @@ def main(argv: list[str] | None = None) -> None:
         if args.with_xt:
             rows.append(run.x_t[i])
         rows.append(run.pred_xstart[i])
-    save_grid(torch.cat(rows), args.output, cols=len(run.timesteps), scale=args.scale)
-    print(f"wrote {args.output}: x̂_0 at t = {run.timesteps}")
+    path = output_path(args, "output")
+    save_grid(torch.cat(rows), path, cols=len(run.timesteps), scale=args.scale)
+    print(f"wrote {path}: x̂_0 at t = {run.timesteps}")
 
 
 if __name__ == "__main__":

@@ -14,7 +14,15 @@ import csv
 
 import matplotlib
 import torch
-from cli import add_bound_arguments, add_data_arguments, add_model_arguments, load_images, load_pipeline
+from cli import (
+    add_bound_arguments,
+    add_data_arguments,
+    add_model_arguments,
+    add_output_arguments,
+    load_images,
+    load_pipeline,
+    output_path,
+)
 
 from ddpm_hf.analysis import RateDistortion
 
@@ -41,21 +49,21 @@ def main(argv: list[str] | None = None) -> None:
     add_model_arguments(parser)
     add_data_arguments(parser)
     add_bound_arguments(parser)
-    parser.add_argument("--output_csv", default="rate_distortion.csv")
-    parser.add_argument("--output_plot", default="rate_distortion.png")
+    add_output_arguments(parser, "rate_distortion", output_csv="rate_distortion.csv", output_plot="rate_distortion.png")
     args = parser.parse_args(argv)
 
     pipe = load_pipeline(args)
     images = load_images(args, pipe, list(range(args.num_images)))
     rd = pipe.rate_distortion(images, generator=torch.Generator().manual_seed(args.seed), batch_size=args.batch_size)
-    with open(args.output_csv, "w", newline="") as f:
+    csv_path, plot_path = output_path(args, "output_csv"), output_path(args, "output_plot")
+    with open(csv_path, "w", newline="") as f:
         writer = csv.writer(f)
         writer.writerow(["reverse_step", "timestep", "rate_bpd", "distortion_rmse"])
         writer.writerows(zip(rd.reverse_steps, rd.timesteps, rd.rate, rd.distortion, strict=True))
-    plot(rd, args.output_plot)
+    plot(rd, plot_path)
     print(
         f"after all {rd.reverse_steps[-1]} steps: rate {rd.rate[-1]:.5f} bits/dim, distortion {rd.distortion[-1]:.5f} "
-        f"RMSE; wrote {args.output_csv} and {args.output_plot}"
+        f"RMSE; wrote {csv_path} and {plot_path}"
     )
 
 

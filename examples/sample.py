@@ -1,6 +1,6 @@
 """Sample images with DDPMPaperPipeline and save them as one grid PNG.
 
-python examples/sample.py --model runs/digits --num_images 16 --output samples.png
+python examples/sample.py --model runs/digits --num_images 16   # writes outputs/sample/samples.png
 python examples/sample.py --model user/ddpm-cifar10 --revision main --num_inference_steps 1000
 python examples/sample.py --paper_config cifar10 --num_inference_steps 20   # an untrained network
 """
@@ -8,7 +8,7 @@ python examples/sample.py --paper_config cifar10 --num_inference_steps 20   # an
 import argparse
 
 import torch
-from cli import add_model_arguments, load_pipeline, positive_int, save_grid
+from cli import add_model_arguments, add_output_arguments, load_pipeline, output_path, positive_int, save_grid
 
 from ddpm_hf import DDPMPaperPipeline, DDPMPaperScheduler, DDPMUNet2DModel
 
@@ -21,7 +21,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--num_images", type=positive_int, default=16)
     parser.add_argument("--num_inference_steps", type=positive_int, default=1000)
     parser.add_argument("--precision", choices=["auto", "fp32", "bf16"], default="auto")
-    parser.add_argument("--output", default="samples.png")
+    add_output_arguments(parser, "sample", output="samples.png")
     parser.add_argument("--scale", type=positive_int, default=1, help="enlarge each sample this many times in the grid")
     args = parser.parse_args(argv)
 
@@ -38,8 +38,9 @@ def main(argv: list[str] | None = None) -> None:
         num_inference_steps=args.num_inference_steps,
         precision=args.precision,
     ).images
-    save_grid(images, args.output, scale=args.scale, pad=1)
-    print(f"wrote {args.num_images} samples to {args.output}")
+    path = output_path(args, "output")
+    save_grid(images, path, scale=args.scale, pad=1)
+    print(f"wrote {args.num_images} samples to {path}")
 
 
 if __name__ == "__main__":

@@ -2,7 +2,7 @@
 
     python examples/score_digits.py --model runs/digits --num_images 500
 
-Prints (and writes as JSON with --output) the share of samples the classifier labels with probability ≥ 0.9,
+Prints (and writes as JSON to OUTPUT_DIR/scores.json) the share of samples the classifier labels with probability ≥ 0.9,
 how many of the ten classes those confident samples cover, and the class histogram.
 """
 
@@ -11,11 +11,12 @@ import json
 
 import numpy as np
 import torch
-from cli import add_model_arguments, load_pipeline, positive_int
+from cli import add_model_arguments, add_output_arguments, load_pipeline, output_path, positive_int
 from sklearn.calibration import CalibratedClassifierCV
 from sklearn.datasets import load_digits
 from sklearn.neural_network import MLPClassifier
 from sklearn.svm import SVC
+from tqdm.auto import tqdm
 
 CONFIDENT = 0.9
 
@@ -63,21 +64,35 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--num_images", type=positive_int, default=500)
     parser.add_argument("--batch_size", type=positive_int, default=250)
     parser.add_argument("--num_inference_steps", type=positive_int, default=1000)
-    parser.add_argument("--output", default=None, help="write the scores as JSON here")
+    add_output_arguments(parser, "score_digits", output="scores.json")
     args = parser.parse_args(argv)
 
     pipe = load_pipeline(args)
-    images = []
-    for start in range(0, args.num_images, args.batch_size):
-        n = min(args.batch_size, args.num_images - start)
-        generators = [torch.Generator().manual_seed(args.seed + start + i) for i in range(n)]
-        out = pipe(batch_size=n, generator=generators, num_inference_steps=args.num_inference_steps, output_type="np")
-        images.append(out.images[..., 0])
+    pipe.set_progress_bar_config(disable=True)  # one bar over every batch's steps instead of one per batch
+    images, batches = [], range(0, args.num_images, args.batch_size)
+    with tqdm(total=len(batches) * args.num_inference_steps, desc=f"sampling {args.num_images} images") as bar:
+
+        def advance(pipe, i: int, t: int, tensors: dict) -> dict:
+            bar.update(1)
+            return tensors
+
+        for start in batches:
+            n = min(args.batch_size, args.num_images - start)
+            generators = [torch.Generator().manual_seed(args.seed + start + i) for i in range(n)]
+            out = pipe(
+                batch_size=n,
+                generator=generators,
+                num_inference_steps=args.num_inference_steps,
+                output_type="np",
+                callback_on_step_end=advance,
+            )
+            images.append(out.images[..., 0])
+    print("fitting the classifier on the 1,797 digits and scoring", flush=True)
     scores = score_digits(np.concatenate(images))
     print(json.dumps(scores))
-    if args.output:
-        with open(args.output, "w") as f:
-            json.dump(scores, f, indent=2)
+    path = output_path(args, "output")
+    path.write_text(json.dumps(scores, indent=2))
+    print(f"wrote {path}")
 
 
 if __name__ == "__main__":

@@ -4,6 +4,7 @@ from pathlib import Path
 import pytest
 
 import hub_client
+import processes
 from hub_server import HubServer
 
 EXAMPLES = Path(__file__).resolve().parents[1] / "examples"
@@ -63,3 +64,11 @@ def hub_server(request, tmp_path, monkeypatch):
         hub = LocalHub(server, tmp_path / "hf_home", token="hf_local_test_token")
         hub_client.point_this_process_at(hub.env(), monkeypatch)
         yield hub
+
+
+@pytest.fixture(autouse=True)
+def _kill_leftover_processes():
+    """Children a test started through `processes` and left running (it failed, say) die with it."""
+    before = processes.started()
+    yield
+    processes.kill_leftovers(since=before)

@@ -5,9 +5,11 @@ The page itself, in a real browser, is tests/test_app_browser.py.
 
 import importlib.util
 import io
+import re
 import sys
 import threading
 import time
+import types
 import zipfile
 from pathlib import Path
 
@@ -63,6 +65,14 @@ def pipe(model_dir):
 
 def pixels(image: Image.Image) -> np.ndarray:
     return np.asarray(image)
+
+
+def error_of(job, status: int) -> str:
+    """Run a job to its end; the error its last frame states (nothing else shown), with no exception raised."""
+    *_, last = job
+    assert last[status].startswith("**Error:** "), last[status]
+    assert all(value is None for i, value in enumerate(last) if i != status)  # no stale result beside the error
+    return last[status]
 
 
 def test_the_model_is_described_with_its_training_dataset(demo, model_dir):
@@ -155,7 +165,8 @@ def test_a_cancelled_job_ends_its_pipeline_call_through_the_step_callback(demo):
 
 def test_interpolation_row_is_the_pipelines(demo, model_dir, pipe):
     *_, (row, status) = demo.interpolate(str(model_dir), "dataset images", None, None, "sklearn-digits", 3, 8, 20, 5, 1)
-    digits = app.dataset_images(demo.first, "sklearn-digits", "train", [3, 8])
+    digits, note = app.dataset_images(demo.first, "sklearn-digits", "train", [3, 8])
+    assert note == ""  # the digits network takes the digits as they are
     out = pipe.interpolate(digits[0], digits[1], t=20, num=5, generator=torch.Generator().manual_seed(1))
     expected = app.display(torch.cat([scale_to_model(digits[:1]), out.images, scale_to_model(digits[1:])]), cols=7)
     assert np.array_equal(pixels(row), pixels(expected))
@@ -176,9 +187,16 @@ def test_uploads_are_converted_as_training_converts_them(demo, model_dir, pipe):
     assert np.array_equal(pixels(row), pixels(expected))
 
 
+def test_dataset_images_of_another_format_are_converted_and_said():
+    other = types.SimpleNamespace(size=16, channels=3)  # what dataset_images reads of a model
+    images, note = app.dataset_images(other, "sklearn-digits", "train", [0, 1])
+    assert images.shape == (2, 3, 16, 16) and images.dtype == torch.uint8
+    assert note == "dataset images: converted 8×8 grayscale to 16×16 colour (as training converts images)"
+
+
 def test_likelihood_is_the_pipelines_bound_with_its_curves(demo, model_dir, pipe):
     *_, (seen, summary, terms, curve) = demo.likelihood(str(model_dir), "dataset images", None, "sklearn-digits", 5, 3)
-    digit = app.dataset_images(demo.first, "sklearn-digits", "train", [5])
+    digit, _ = app.dataset_images(demo.first, "sklearn-digits", "train", [5])
     bpd = pipe.bits_per_dim(digit, generator=torch.Generator().manual_seed(3), batch_size=256)
     assert summary.startswith(f"**{float(bpd.total[0]):.3f} bits/dim**")
     assert np.array_equal(pixels(seen), pixels(app.display(scale_to_model(digit))))
@@ -204,9 +222,7 @@ BAD_SAMPLES = [
 @pytest.mark.parametrize(("bad", "message"), BAD_SAMPLES)
 def test_bad_sample_settings_are_messages(demo, model_dir, bad, message):
     settings = {"batch_size": 2, "seed": 0, "steps": 5, "precision": "fp32", **bad}
-    with pytest.raises(gr.Error) as error:
-        next(demo.sample(str(model_dir), **settings))
-    assert message in error.value.message
+    assert message in error_of(demo.sample(str(model_dir), **settings), status=4)
 
 
 def test_bad_interpolation_and_bound_inputs_are_messages(demo, model_dir):
@@ -227,18 +243,15 @@ def test_bad_interpolation_and_bound_inputs_are_messages(demo, model_dir):
         (lambda: demo.likelihood(model, "dataset images", None, "no/such-dataset-here", 0, 0), "could not be loaded"),
     ]
     for job, message in cases:
-        with pytest.raises(gr.Error) as error:
-            list(job())
-        assert message in error.value.message
+        assert message in error_of(job(), status=1)
 
 
 def test_a_folder_that_is_not_a_pipeline_is_a_message(demo, tmp_path):
-    with pytest.raises(gr.Error, match=r"could not be opened as a DDPM pipeline: .* not a saved pipeline"):
-        demo.open_model(str(tmp_path))
-    with pytest.raises(gr.Error, match="could not be opened as a DDPM pipeline"):
-        demo.open_model(str(tmp_path / "missing"))
-    with pytest.raises(gr.Error, match="could not be opened"):  # the model a job names is checked too
-        next(demo.sample(str(tmp_path), 1, 0, 5, "fp32"))
+    name, info = demo.open_model(str(tmp_path))
+    assert isinstance(name, type(gr.skip())) and name == gr.skip()  # the jobs keep the model they had
+    assert re.match(r"\*\*Error:\*\* .* could not be opened as a DDPM pipeline: .* not a saved pipeline", info)
+    assert "could not be opened as a DDPM pipeline" in demo.open_model(str(tmp_path / "missing"))[1]
+    assert "could not be opened" in error_of(demo.sample(str(tmp_path), 1, 0, 5, "fp32"), status=4)  # a job's too
 
 
 def test_opening_another_model(demo, model_dir, tmp_path):
@@ -246,8 +259,7 @@ def test_opening_another_model(demo, model_dir, tmp_path):
     train_tiny_digits(steps=2, num_train_timesteps=20, seed=1).save_pretrained(other)
     name, info = demo.open_model(str(other))
     assert name == str(other) and "T = 20" in info
-    with pytest.raises(gr.Error, match="from 1 to 20, got 50"):  # that model's T
-        next(demo.sample(name, 1, 0, 50, "fp32"))
+    assert "from 1 to 20, got 50" in error_of(demo.sample(name, 1, 0, 50, "fp32"), status=4)  # that model's T
     assert demo.open_model(str(model_dir))[0] == str(model_dir)
 
 
@@ -261,6 +273,23 @@ def test_jobs_share_one_queue_slot_and_can_be_stopped(demo):
     stops = [fn for fn in blocks.fns.values() if fn.fn is None and fn.cancels]
     cancelled = {blocks.fns[i].name for fn in stops for i in fn.cancels}
     assert cancelled == {"sample", "interpolate", "likelihood"}
+    for stop in stops:  # the same button also writes the stopped job's status line
+        (job,) = (blocks.fns[i] for i in stop.cancels)
+        (said,) = (fn for fn in blocks.fns.values() if fn.targets == stop.targets and fn.fn is not None)
+        assert said.fn.func == demo.stopped and said.fn.args == (job.name,)
+        assert [o._id for o in said.outputs] == [job.outputs[1 if job.name != "sample" else 4]._id]
+
+
+def test_a_stop_stays_in_the_status_line(demo, model_dir):
+    """After Stop, the status used to keep saying "step 47 of 1000" as if the job were still running."""
+    job = demo.sample(str(model_dir), 1, 0, T, "fp32")
+    frames = iter(job)
+    while demo.jobs["sample"].latest is None or demo.jobs["sample"].latest[0] < 2:
+        next(frames)
+    job.close()  # what Gradio does to a cancelled generator
+    said = demo.stopped("sample")
+    assert re.fullmatch(rf"\*\*Stopped\*\* after step \d+ of {T}: what is shown is not a finished result\. .*", said)
+    assert int(said.split("step ")[1].split(" ")[0]) >= 2
 
 
 def test_without_a_model_it_says_how_to_make_one(tmp_path, monkeypatch):
@@ -310,9 +339,8 @@ def test_a_non_finite_network_is_a_message_in_every_tab(demo, tmp_path):
     with torch.no_grad():
         pipe.unet.conv_out.bias[0] = float("nan")
     pipe.save_pretrained(broken)
-    with pytest.raises(gr.Error, match="interpolants hold NaN or infinite values"):
-        list(demo.interpolate(str(broken), "dataset images", None, None, "sklearn-digits", 0, 1, 10, 3, 0))
-    with pytest.raises(gr.Error, match="bounds hold NaN or infinite values"):
-        list(demo.likelihood(str(broken), "dataset images", None, "sklearn-digits", 0, 0))
-    with pytest.raises(gr.Error, match="samples hold NaN or infinite values"):
-        list(demo.sample(str(broken), 2, 0, 3, "fp32"))
+    interpolation = demo.interpolate(str(broken), "dataset images", None, None, "sklearn-digits", 0, 1, 10, 3, 0)
+    assert "interpolants hold NaN or infinite values" in error_of(interpolation, status=1)
+    bound = demo.likelihood(str(broken), "dataset images", None, "sklearn-digits", 0, 0)
+    assert "bounds hold NaN or infinite values" in error_of(bound, status=1)
+    assert "samples hold NaN or infinite values" in error_of(demo.sample(str(broken), 2, 0, 3, "fp32"), status=4)

@@ -26,6 +26,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
+import processes
+
 ROOT = Path(__file__).resolve().parents[1]
 CHROMIUM = os.environ.get("DDPM_HF_CHROMIUM", "/usr/bin/chromium")
 CHROMIUM_ARGS = [
@@ -67,7 +69,7 @@ def serve(model: str | Path, *extra: str):
     env = {**os.environ, "GRADIO_ANALYTICS_ENABLED": "False", "HF_HUB_OFFLINE": "1", "PYTHONUNBUFFERED": "1"}
     command = [sys.executable, str(ROOT / "examples" / "app.py"), "--model", str(model), "--port", str(port), *extra]
     log = tempfile.TemporaryFile("w+")  # the app's output, shown if it fails to start
-    process = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, env=env, cwd=ROOT)
+    process = processes.start(command, stdout=log, stderr=subprocess.STDOUT, env=env, cwd=ROOT)
     url = f"http://127.0.0.1:{port}/"
     try:
         deadline = time.monotonic() + STARTUP_S
@@ -190,7 +192,12 @@ def test_sample_in_the_browser(page, model_dir):
 def test_bad_input_shows_its_message(page, tmp_path):
     fill(page, "steps", 0)
     page.locator("#sample").click()
-    page.get_by_text("number of steps must be a whole number from 1 to 50, got 0").wait_for(timeout=JOB_S * 1000)
+    message = "number of steps must be a whole number from 1 to 50, got 0"
+    status = page.locator("#sample-status")
+    status.get_by_text(message).wait_for(timeout=JOB_S * 1000)
+    # In the status line, not in a toast that vanishes after ~10 s leaving the previous run's status.
+    time.sleep(12)
+    assert message in status.inner_text() and "samples," not in status.inner_text()
 
     model_box = page.get_by_label("Model: a pipeline folder or Hub repo id")
     model_box.fill(str(tmp_path))

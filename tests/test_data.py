@@ -6,7 +6,17 @@ import pytest
 import torch
 from PIL import Image
 
-from ddpm_hf.data import DIGITS, BadImage, BadImageError, ImageDataset, load_image_dataset, scale_to_model, to_tensor
+from ddpm_hf.data import (
+    DIGITS,
+    BadImage,
+    BadImageError,
+    ImageDataset,
+    ImageMismatchError,
+    load_image_dataset,
+    scale_to_model,
+    to_tensor,
+)
+from tiny import write_image_folder
 
 
 @pytest.fixture
@@ -137,3 +147,18 @@ def test_a_train_data_dir_without_images_is_named(tmp_path):
         load_image_dataset(train_data_dir=str(tmp_path))
     with pytest.raises(FileNotFoundError, match="no such folder"):
         load_image_dataset(train_data_dir=str(tmp_path / "missing"))
+
+
+def test_an_image_unlike_the_networks_is_refused_where_conversion_was_not_asked(tmp_path):
+    write_image_folder(tmp_path / "data", count=2, size=8, mode="L")
+    Image.new("RGB", (8, 8)).save(tmp_path / "data" / "all" / "colour.png")
+    ds, column = load_image_dataset(None, str(tmp_path / "data"), "train")
+    strict = ImageDataset(ds, column, resolution=8, channels=1, convert=False)
+    kinds = [strict.conversion(i) for i in range(len(strict))]
+    assert sorted(map(str, kinds)) == ["8×8 colour to 8×8 grayscale", "None", "None"]
+    bad = kinds.index("8×8 colour to 8×8 grayscale")
+    with pytest.raises(ImageMismatchError, match=r"colour.png is 8×8 colour, the network takes 8×8 grayscale"):
+        strict[bad]
+    assert strict[kinds.index(None)].shape == (1, 8, 8)
+    converted = ImageDataset(ds, column, resolution=8, channels=1)  # training's way: every image converted
+    assert converted[bad].shape == (1, 8, 8)

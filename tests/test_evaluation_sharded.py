@@ -21,6 +21,7 @@ import numpy as np
 import pytest
 import torch
 
+import processes
 import run_examples
 from ddpm_hf import DDPMPaperPipeline, DDPMPaperScheduler
 from ddpm_hf.evaluation import FIDStatistics, SampleStore, Shard, ShardStore, StoreMismatchError
@@ -56,20 +57,20 @@ def run_main(name: str, argv: list) -> object:
     return run_examples.run(name, [str(a) for a in argv])
 
 
-def start(commands: list[tuple[str, list]], log: Path, processes: int = 1) -> subprocess.Popen:
-    """examples/NAME.py mains run one after another in one subprocess (`tests/run_examples.py`), on `processes`
-    processes; output goes to `log` (a file: a pipe nobody reads could fill and block the run)."""
+def start(commands: list[tuple[str, list]], log: Path, num_processes: int = 1) -> subprocess.Popen:
+    """examples/NAME.py mains run one after another in one subprocess (`tests/run_examples.py`), on
+    `num_processes` processes; output goes to `log` (a file: a pipe nobody reads could fill and block the run)."""
     argv = [a for i, (name, args) in enumerate(commands) for a in ([":::"] if i else []) + [name, *map(str, args)]]
-    if len(commands) == 1 and processes == 1:  # the plain way: python examples/NAME.py ARGS
+    if len(commands) == 1 and num_processes == 1:  # the plain way: python examples/NAME.py ARGS
         head, argv = [sys.executable, str(ROOT / "examples" / f"{argv[0]}.py")], argv[1:]
     else:
-        head = [*(LAUNCH if processes > 1 else [sys.executable]), str(ROOT / "tests" / "run_examples.py")]
+        head = [*(LAUNCH if num_processes > 1 else [sys.executable]), str(ROOT / "tests" / "run_examples.py")]
     with open(log, "w") as out:
-        return subprocess.Popen([*head, *argv], cwd=ROOT, env=ENV, stdout=out, stderr=out)
+        return processes.start([*head, *argv], cwd=ROOT, env=ENV, stdout=out, stderr=out)
 
 
 def finish(process: subprocess.Popen, log: Path) -> str:
-    assert process.wait(timeout=300) == 0, log.read_text()[-4000:]
+    assert processes.wait(process, 300, output=log.read_text()) == 0, log.read_text()[-4000:]
     return log.read_text()
 
 
@@ -115,7 +116,7 @@ def runs(setup):
             ("fid_stats", [*setup["stats_argv"], "--output", root / "ref2.npz"]),
             ("evaluate", [*argv, "--output_dir", root / "two"]),
         ]
-        two = start(commands, root / "two.log", processes=2)
+        two = start(commands, root / "two.log", num_processes=2)
         run_main("evaluate", [*argv, "--output_dir", root / "one"])
         log = finish(two, root / "two.log")
     return {"log": log, **{k: json.loads((root / k / "metrics.json").read_text()) for k in ("one", "two")}}

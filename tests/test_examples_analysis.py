@@ -9,7 +9,7 @@ import torch
 from PIL import Image
 
 from ddpm_hf import DDPMPaperPipeline
-from tiny import train_tiny_digits
+from tiny import train_tiny_digits, write_image_folder
 
 T = 20
 
@@ -110,3 +110,46 @@ def test_rate_distortion(model_dir, tmp_path, run_example):
     plot = np.asarray(Image.open(png).convert("L"))
     assert plot.shape[0] > 100 and plot.shape[1] > 100
     assert len(np.unique(plot)) > 10 and (plot < 128).mean() > 0.005  # axes, labels and a curve, not a blank page
+
+
+@pytest.mark.parametrize("script", ["evaluate_nll", "interpolate", "rate_distortion"])
+def test_images_unlike_the_networks_are_refused_unless_converted(model_dir, tmp_path, run_example, capsys, script):
+    """32×32 colour images on the 8×8 grayscale digits network used to be converted without a word (CIFAR-10 on
+    the digits model gave 15.45 bits/dim)."""
+    write_image_folder(tmp_path / "colour", count=3, size=32, mode="RGB")
+    argv = ["--model", model_dir, "--train_data_dir", tmp_path / "colour", "--split", "train"]
+    argv += {
+        "evaluate_nll": ["--num_images", "2", "--batch_size", "40", "--output", tmp_path / "nll.json"],
+        "interpolate": ["--index_b", "1", "--t", "5", "--num", "2", "--output", tmp_path / "row.png"],
+        "rate_distortion": ["--num_images", "2", "--batch_size", "40", "--output_csv", tmp_path / "rd.csv"],
+    }[script]
+    with pytest.raises(SystemExit, match="images are 32×32 colour, the network takes 8×8 grayscale"):
+        run_example(script, argv)
+    assert not any(tmp_path.glob("nll.json")) and not any(tmp_path.glob("row.png")) and not any(tmp_path.glob("*.csv"))
+    capsys.readouterr()
+    run_example(script, [*argv, "--convert_images"])
+    assert "note: converting the dataset's 32×32 colour images to 8×8 grayscale (--convert_images)" in (
+        capsys.readouterr().out
+    )
+
+
+OUTPUTS = {  # script: (arguments beyond --model, what it writes under outputs/SCRIPT/ when no output flag is given)
+    "sample": (["--num_images", "2", "--num_inference_steps", "2"], {"samples.png"}),
+    "progressive": (["--num_images", "1", "--every", "10"], {"progressive.png"}),
+    "interpolate": ([*data_args(), "--t", "2", "--num", "2"], {"interpolation.png"}),
+    "evaluate_nll": ([*data_args(), "--num_images", "1", "--batch_size", "40"], {"nll.json", "nll_shards"}),
+    "rate_distortion": ([*data_args(), "--num_images", "1", "--batch_size", "40"],
+                        {"rate_distortion.csv", "rate_distortion.png"}),
+}  # fmt: skip
+
+
+@pytest.mark.parametrize("script", sorted(OUTPUTS))
+def test_outputs_go_to_output_dir_not_the_working_directory(script, model_dir, tmp_path, run_example, monkeypatch):
+    """Scripts used to write samples.png, nll.json and nll_shards/ into the working directory (the repo root)."""
+    argv, files = OUTPUTS[script]
+    monkeypatch.chdir(tmp_path)
+    run_example(script, ["--model", model_dir, *argv])
+    assert [p.name for p in tmp_path.iterdir()] == ["outputs"]
+    assert {p.name for p in (tmp_path / "outputs" / script).iterdir()} == files
+    run_example(script, ["--model", model_dir, *argv, "--output_dir", tmp_path / "mine"])
+    assert {p.name for p in (tmp_path / "mine").iterdir()} == files

@@ -1,6 +1,5 @@
 """Hub repo ids through a Hub-protocol server on 127.0.0.1 with huggingface_hub's real client."""
 
-import subprocess
 import sys
 
 import numpy as np
@@ -10,6 +9,7 @@ from diffusers import DiffusionPipeline
 from huggingface_hub import HfApi
 from huggingface_hub.errors import RepositoryNotFoundError
 
+import processes
 from ddpm_hf import DDPMPaperPipeline
 from tiny import tiny_pipeline
 
@@ -48,9 +48,7 @@ def test_revision_and_offline_cache(hub_server, tmp_path):
     # Once cached, the repo loads with HF_HUB_OFFLINE=1 and no request reaches the server.
     n_requests = len(hub_server.server.requests)
     code = "from ddpm_hf import DDPMPaperPipeline as P; print(P.from_pretrained('user/ddpm-rev').scheduler.config)"
-    out = subprocess.run(
-        [sys.executable, "-c", code], env={**hub_server.env(), "HF_HUB_OFFLINE": "1"}, capture_output=True, text=True
-    )
+    out = processes.run([sys.executable, "-c", code], env={**hub_server.env(), "HF_HUB_OFFLINE": "1"})
     assert out.returncode == 0, out.stderr
     assert "('variance_type', 'fixed_small')" in out.stdout
     assert len(hub_server.server.requests) == n_requests

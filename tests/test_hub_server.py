@@ -3,7 +3,6 @@
 import hashlib
 import os
 import re
-import subprocess
 import sys
 from pathlib import Path
 
@@ -15,6 +14,8 @@ from huggingface_hub.errors import (
     RepositoryNotFoundError,
     RevisionNotFoundError,
 )
+
+import processes
 
 WEIGHTS = os.urandom(1024 * 1024)  # ~1 MB, LFS because of its *.safetensors name
 
@@ -206,13 +207,8 @@ def test_diffusers_push_to_hub_then_from_pretrained_online_and_offline(hub_serve
 
     # Offline mode is read once, at import => a fresh interpreter. It must be served from the cache alone.
     seen = len(hub_server.server.requests)
-    result = subprocess.run(
-        [sys.executable, "-c", _OFFLINE_SCRIPT],
-        env={**hub_server.env(), "HF_HUB_OFFLINE": "1"},
-        capture_output=True,
-        text=True,
-        timeout=300,
-        check=False,
+    result = processes.run(
+        [sys.executable, "-c", _OFFLINE_SCRIPT], env={**hub_server.env(), "HF_HUB_OFFLINE": "1"}, timeout=300
     )
     assert result.returncode == 0, result.stderr
     assert result.stdout.split()[-1] == _unet_digest(unet)

@@ -13,6 +13,7 @@ arrays only (the bound's per-image terms).
 
 from __future__ import annotations
 
+import contextlib
 import io
 import json
 import os
@@ -191,7 +192,10 @@ class ShardStore:
         """Build a shard under the .partial folder, then rename it into the store whole."""
         tmp = self.partial / f"{shard.name}.{os.getpid()}"
         shutil.rmtree(tmp, ignore_errors=True)
-        tmp.mkdir(parents=True)
+        try:
+            tmp.mkdir(parents=True)
+        except FileNotFoundError:  # another process removed the emptied .partial folder in between
+            tmp.mkdir(parents=True)
         for name, data in files.items():
             (tmp / name).write_bytes(data)
         try:
@@ -200,6 +204,8 @@ class ShardStore:
             if not (self.root / shard.name).is_dir():
                 raise
             shutil.rmtree(tmp)  # another process finished the same shard first: its copy is as good
+        with contextlib.suppress(OSError):  # only once empty: a finished store leaves no .partial folder behind
+            self.partial.rmdir()
 
     def write(self, shard: Shard, arrays: dict[str, np.ndarray]) -> None:
         """A finished shard holding `arrays` (each [len(shard), ...]) as NAME.npy files."""

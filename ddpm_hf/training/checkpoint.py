@@ -9,6 +9,7 @@ import os
 import re
 import shutil
 import struct
+import time
 import zipfile
 from pathlib import Path
 from typing import Any
@@ -16,6 +17,7 @@ from typing import Any
 from accelerate import Accelerator
 
 from ..checks import error_chain
+from .optim import learning_rate
 
 _NAME = re.compile(r"^checkpoint-(\d+)$")
 STATE_FILE = "training_state.json"
@@ -210,5 +212,47 @@ def resume(accelerator: Accelerator, checkpoint_dir: Path, choice: str, config: 
         if notable:
             say(f"note: resuming with settings that differ from {found.name}'s: {listed(notable)}")
     step = load_checkpoint(accelerator, found)
+    if saved is not None and (jump := schedule_change(saved, config, step)):
+        say(f"note: {jump}")
+    set_aside_newer(accelerator, Path(checkpoint_dir), step)
     say(f"resumed from {found} at step {step}")
     return step
+
+
+def schedule_change(saved: dict[str, Any], current: dict[str, Any], step: int) -> str | None:
+    """What the remaining steps' learning rate becomes when a resume changes it (a decay stretched over a larger
+    --max_train_steps jumps back up), naming the settings that did it; None when the schedule carries on as it was."""
+    keys = ("lr_scheduler", "learning_rate", "lr_warmup_steps", "max_train_steps")
+    if any(k not in saved for k in keys):
+        return None
+    before, after = (
+        learning_rate(c["lr_scheduler"], step, c["learning_rate"], c["lr_warmup_steps"], c["max_train_steps"])
+        for c in (saved, current)
+    )
+    if before == after:
+        return None
+    changed = ", ".join(f"{k} {saved[k]!r} → {current[k]!r}" for k in keys if saved[k] != current[k])
+    return (
+        f"the learning rate at step {step} becomes {after:.3g} instead of the {before:.3g} the checkpoint's run "
+        f"would use ({changed}; the {current['lr_scheduler']} schedule is computed over the new settings)"
+    )
+
+
+def set_aside_newer(accelerator: Accelerator, checkpoint_dir: Path, step: int) -> list[Path]:
+    """Move the run folder's checkpoints newer than the resumed `step` (a rollback's abandoned branch) into
+    `abandoned-<time>/`, so that pruning never deletes this run's own checkpoints for theirs and `latest` means this
+    run's newest. Nothing is deleted; returns where they went."""
+    newer = [p for p in list_checkpoints(checkpoint_dir) if int(_NAME.match(p.name).group(1)) > step]
+    moved = []
+    if newer and accelerator.is_main_process:
+        aside = checkpoint_dir / f"abandoned-{time.strftime('%Y%m%d-%H%M%S')}-from-step-{step}"
+        aside.mkdir()
+        for path in newer:
+            moved.append(aside / path.name)
+            os.replace(path, moved[-1])
+        accelerator.print(
+            f"note: resuming at step {step} behind newer checkpoints ({', '.join(p.name for p in newer)}): moved "
+            f"them to {aside} so that this run's checkpoints are kept and 'latest' means this run's newest"
+        )
+    accelerator.wait_for_everyone()
+    return moved

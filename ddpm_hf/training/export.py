@@ -10,6 +10,7 @@ import numpy as np
 import torch
 from accelerate import Accelerator
 from PIL import Image
+from tqdm.auto import tqdm
 
 from ..card import render_model_card
 from ..grid import image_grid
@@ -39,7 +40,16 @@ def save_sample_grid(pipe: DDPMPaperPipeline, cfg: TrainConfig, path: Path) -> l
     samples."""
     n = cfg.num_grid_images
     generators = [torch.Generator().manual_seed(cfg.seed + i) for i in range(n)]
-    images = pipe(batch_size=n, generator=generators, num_inference_steps=cfg.num_inference_steps).images
+    # Minutes at the paper's 1000 steps: a bar of its own (the pipeline's is off), gone once the grid is written.
+    with tqdm(total=cfg.num_inference_steps, desc=f"sampling {n} images for {path.name}", leave=False) as bar:
+
+        def advance(pipe: DDPMPaperPipeline, i: int, t: int, tensors: dict) -> dict:
+            bar.update(1)
+            return tensors
+
+        steps = cfg.num_inference_steps
+        out = pipe(batch_size=n, generator=generators, num_inference_steps=steps, callback_on_step_end=advance)
+    images = out.images
     path.parent.mkdir(parents=True, exist_ok=True)
     image_grid(images, pad=1, scale=max(1, 32 // images[0].width)).save(path)
     return images

@@ -8,6 +8,7 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
+import processes
 from ddpm_hf.training import parse_args, train
 from ddpm_hf.training.checkpoint import list_checkpoints, resolve_checkpoint
 from tiny import tiny_train_args
@@ -19,7 +20,7 @@ HOOKED = Path(__file__).with_name("hooked_training.py")
 def run_training(args: list[str], *hooks: str) -> subprocess.CompletedProcess:
     """Train in a fresh process; `hooks` are hooked_training.py's flags (e.g. `--kill_after_checkpoint 3`)."""
     command = [sys.executable, str(HOOKED), *hooks, "--", *args]
-    return subprocess.run(command, capture_output=True, text=True, cwd=ROOT)
+    return processes.run(command, cwd=ROOT)
 
 
 def final_weights(out: Path) -> tuple[dict, dict]:
@@ -75,3 +76,48 @@ def test_resolve_names_only_complete_checkpoints(tmp_path):
     assert resolve_checkpoint(tmp_path / "none", "latest") is None
     with pytest.raises(FileNotFoundError, match="not a complete checkpoint"):
         resolve_checkpoint(folder, str(folder / "checkpoint-10"))  # named explicitly, it needs its marker file
+
+
+def weights(checkpoint: Path) -> dict:
+    return load_file(checkpoint / "model.safetensors")
+
+
+def test_a_rollback_keeps_its_own_checkpoints_and_latest_means_its_newest(tmp_path, capsys):
+    """Resuming checkpoint-2 behind checkpoint-3 and -4 with --checkpoints_total_limit 1 used to prune the resumed
+    run's own checkpoint-3 (pruning keeps the highest numbers), and `latest` then resumed the abandoned checkpoint-4."""
+    out = tmp_path / "run"
+    train(parse_args(tiny_train_args(out, max_train_steps=4, checkpointing_steps=1, checkpoints_total_limit="none")))
+    abandoned = {n: weights(out / "checkpoints" / n) for n in ("checkpoint-3", "checkpoint-4")}
+    capsys.readouterr()
+    rollback = {"max_train_steps": 3, "checkpointing_steps": 1, "checkpoints_total_limit": 1, "learning_rate": 1e-2}
+    train(parse_args(tiny_train_args(out, resume_from_checkpoint="checkpoint-2", **rollback)))
+    said = capsys.readouterr().out
+    assert "behind newer checkpoints (checkpoint-3, checkpoint-4): moved them to" in said
+    own = list_checkpoints(out / "checkpoints")
+    assert [p.name for p in own] == ["checkpoint-3"] and resolve_checkpoint(out / "checkpoints", "latest") == own[0]
+    assert not torch.equal(*(next(iter(w.values())) for w in (weights(own[0]), abandoned["checkpoint-3"])))
+    # The abandoned branch is kept whole, aside, where `latest` and pruning do not look.
+    (aside,) = (out / "checkpoints").glob("abandoned-*-from-step-2")
+    for name, tensors in abandoned.items():
+        assert all(torch.equal(tensors[k], v) for k, v in weights(aside / name).items())
+    # Resuming `latest` continues this run, at its own step 3.
+    train(parse_args(tiny_train_args(out, resume_from_checkpoint="latest", **{**rollback, "max_train_steps": 4})))
+    assert "at step 3" in capsys.readouterr().out
+
+
+def test_resume_names_a_learning_rate_that_a_new_length_changes(tmp_path, capsys):
+    out = tmp_path / "run"
+    cosine = {"lr_scheduler": "cosine", "lr_warmup_steps": 0, "learning_rate": 5e-4, "checkpointing_steps": 2}
+    train(parse_args(tiny_train_args(out, max_train_steps=2, **cosine)))
+    capsys.readouterr()
+    train(parse_args(tiny_train_args(out, max_train_steps=4, resume_from_checkpoint="latest", **cosine)))
+    said = capsys.readouterr().out
+    # Cosine over 2 steps ends at 0; over 4 steps, step 2 is half way: 2.5e-4.
+    assert "the learning rate at step 2 becomes 0.00025 instead of the 0 " in said and "max_train_steps 2 → 4" in said
+    # The paper's schedule (warm-up, then constant) is not changed by a longer run: no note.
+    constant = {**cosine, "lr_scheduler": "constant_with_warmup", "lr_warmup_steps": 1}
+    train(parse_args(tiny_train_args(tmp_path / "paper", max_train_steps=2, **constant)))
+    train(
+        parse_args(tiny_train_args(tmp_path / "paper", max_train_steps=4, resume_from_checkpoint="latest", **constant))
+    )
+    assert "the learning rate at step" not in capsys.readouterr().out

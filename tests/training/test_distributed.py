@@ -7,7 +7,6 @@ with clipping off) and the logged values can.
 """
 
 import os
-import subprocess
 import sys
 from pathlib import Path
 
@@ -16,6 +15,7 @@ import torch
 from record_training import RecordTraining
 from safetensors.torch import load_file
 
+import processes
 from ddpm_hf.training import parse_args, train
 from tiny import tiny_train_args
 
@@ -40,10 +40,8 @@ def runs(tmp_path_factory):
     env = {**os.environ, "ACCELERATE_USE_CPU": "true", "OMP_NUM_THREADS": "1"}
     launch = [sys.executable, "-m", "accelerate.commands.launch", "--num_machines", "1", "--mixed_precision", "no"]
     launch += ["--dynamo_backend", "no", "--main_process_port", "0", "--multi_gpu", "--num_processes", "2"]
-    two = subprocess.run(
-        [*launch, str(RECORDER), str(tmp / "two-record"), "--", *tiny_train_args(tmp / "two", **COMMON)],
-        capture_output=True, text=True, env=env, cwd=ROOT,
-    )  # fmt: skip
+    recorded = [*launch, str(RECORDER), str(tmp / "two-record"), "--", *tiny_train_args(tmp / "two", **COMMON)]
+    two = processes.run(recorded, env=env, cwd=ROOT)
     assert two.returncode == 0, two.stderr
     ranks = [torch.load(tmp / "two-record" / f"rank-{r}.pt") for r in (0, 1)]
     for a, b in zip(ranks[0]["grads"], ranks[1]["grads"], strict=True):  # DDP gave both processes one gradient

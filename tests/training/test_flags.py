@@ -4,7 +4,6 @@ resuming by name, pictures in the trackers, the network following --resolution, 
 import io
 import json
 import os
-import subprocess
 import sys
 from pathlib import Path
 
@@ -15,6 +14,7 @@ from PIL import Image
 from safetensors.torch import load_file
 from test_config import DIFFUSERS_DOCS_COMMAND
 
+import processes
 from ddpm_hf import DDPMPaperPipeline
 from ddpm_hf.training import Trainer, TrainerCallback, parse_args, train
 from ddpm_hf.training.ema import warmup_decay
@@ -148,10 +148,9 @@ def test_the_command_from_diffusers_docs_runs(hub_server, tmp_path):
     env = {**hub_server.env(), "ACCELERATE_USE_CPU": "true", "OMP_NUM_THREADS": "2"}
     launch = [sys.executable, "-m", "accelerate.commands.launch", "--num_processes", "1", "--num_machines", "1"]
     launch += ["--dynamo_backend", "no", "--mixed_precision", "no"]
-    result = subprocess.run(
-        [*launch, str(ROOT / "examples" / "train_ddpm.py"), *DIFFUSERS_DOCS_COMMAND, *shrink],
-        capture_output=True, text=True, env=env, cwd=tmp_path,
-    )  # fmt: skip
+    result = processes.run(
+        [*launch, str(ROOT / "examples" / "train_ddpm.py"), *DIFFUSERS_DOCS_COMMAND, *shrink], env=env, cwd=tmp_path
+    )
     assert result.returncode == 0, result.stderr[-3000:]
     out = tmp_path / "ddpm-ema-flowers-64"
     assert json.loads((out / "train_config.json").read_text())["max_train_steps"] == 1  # 8 images, batch 8, 1 epoch

@@ -4,9 +4,7 @@
 import os
 import re
 import signal
-import subprocess
 import sys
-import threading
 import time
 from pathlib import Path
 
@@ -14,6 +12,7 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
+import processes
 from ddpm_hf.training.checkpoint import list_checkpoints
 from tiny import tiny_train_args
 
@@ -25,34 +24,23 @@ LAUNCH += ["--dynamo_backend", "no", "--main_process_port", "0"]
 ENV = {**os.environ, "ACCELERATE_USE_CPU": "true", "OMP_NUM_THREADS": "1"}
 
 
-class Training:
+class Training(processes.Watched):
     """A training process whose progress bar is watched, so that a signal is sent mid-run, after `steps` steps."""
 
     def __init__(self, command: list[str]) -> None:
-        self.process = subprocess.Popen(
-            command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=ENV, cwd=ROOT,
-            start_new_session=True,  # its own process group, as a cluster job
-        )  # fmt: skip
-        self.err, self.steps = [], 0
-        threading.Thread(target=self._watch, daemon=True).start()
+        self.steps = 0
+        super().__init__(command, env=ENV, cwd=ROOT)  # its own process group, as a cluster job
 
-    def _watch(self) -> None:
-        for chunk in iter(lambda: self.process.stderr.read(64), ""):
-            self.err.append(chunk)
-            done = re.findall(r"train:\s+\d+%\|[^|]*\| (\d+)/", "".join(self.err)[-2000:])
-            self.steps = max([self.steps, *map(int, done)])
+    def on_output(self) -> None:
+        done = re.findall(r"train:\s+\d+%\|[^|]*\| (\d+)/", self.stderr()[-2000:])
+        self.steps = max([self.steps, *map(int, done)])
 
     def wait_for_steps(self, steps: int, timeout: float = 300) -> None:
         end = time.monotonic() + timeout
         while self.steps < steps:
-            assert self.process.poll() is None, "".join(self.err)[-3000:]
+            assert self.process.poll() is None, self.stderr()[-3000:]
             assert time.monotonic() < end, "training made no progress"
             time.sleep(0.05)
-
-    def finish(self, timeout: float = 300) -> tuple[int, str]:
-        out = self.process.stdout.read()
-        code = self.process.wait(timeout)
-        return code, out
 
 
 def final_model(out: Path, step: int) -> dict:
@@ -71,7 +59,7 @@ def test_sigterm_saves_says_how_to_resume_and_the_resumed_run_is_exact(tmp_path)
     run.wait_for_steps(2)
     run.process.send_signal(signal.SIGTERM)
     code, out = run.finish()
-    assert code == 128 + signal.SIGTERM, "".join(run.err)[-2000:]
+    assert code == 128 + signal.SIGTERM, run.stderr()[-2000:]
     saved = list_checkpoints(stopped / "checkpoints")
     assert len(saved) == 1 and not list((stopped / "checkpoints").glob("tmp-*"))
     step = int(saved[0].name.split("-")[1])
@@ -81,13 +69,11 @@ def test_sigterm_saves_says_how_to_resume_and_the_resumed_run_is_exact(tmp_path)
 
     # Resume to two steps further, against a run that was never stopped: the same weights, bit for bit.
     end = {**FOREVER, "max_train_steps": step + 2}
-    resumed = subprocess.run(
-        [sys.executable, SCRIPT, *tiny_train_args(stopped, **end), "--resume_from_checkpoint", "latest"],
-        capture_output=True, text=True, env=ENV, cwd=ROOT,
-    )  # fmt: skip
+    again = [sys.executable, SCRIPT, *tiny_train_args(stopped, **end), "--resume_from_checkpoint", "latest"]
+    resumed = processes.run(again, env=ENV, cwd=ROOT)
     assert resumed.returncode == 0 and f"at step {step}" in resumed.stdout, resumed.stderr[-2000:]
     straight = tmp_path / "straight"
-    whole = subprocess.run([sys.executable, SCRIPT, *tiny_train_args(straight, **end)], capture_output=True, env=ENV)
+    whole = processes.run([sys.executable, SCRIPT, *tiny_train_args(straight, **end)], env=ENV, cwd=ROOT)
     assert whole.returncode == 0
     assert_same(final_model(stopped, step + 2), final_model(straight, step + 2))
 
@@ -120,18 +106,16 @@ def test_two_processes_stop_together_and_resume_exactly(tmp_path, signum):
     code, out = run.finish()
     assert code != 0, out
     saved = list_checkpoints(stopped / "checkpoints")
-    assert len(saved) == 1, "".join(run.err)[-3000:]
+    assert len(saved) == 1, run.stderr()[-3000:]
     step = int(saved[0].name.split("-")[1])
     assert {p.name for p in saved[0].glob("random_states_*.pkl")} == {"random_states_0.pkl", "random_states_1.pkl"}
 
     end = {**FOREVER, "max_train_steps": step + 2}
-    resumed = subprocess.run(
-        [*two, *tiny_train_args(stopped, **end), "--resume_from_checkpoint", "latest"],
-        capture_output=True, text=True, env=ENV, cwd=ROOT,
-    )  # fmt: skip
+    again = [*two, *tiny_train_args(stopped, **end), "--resume_from_checkpoint", "latest"]
+    resumed = processes.run(again, env=ENV, cwd=ROOT)
     assert resumed.returncode == 0, resumed.stderr[-3000:]
     straight = tmp_path / "straight"
-    whole = subprocess.run([*two, *tiny_train_args(straight, **end)], capture_output=True, text=True, env=ENV, cwd=ROOT)
+    whole = processes.run([*two, *tiny_train_args(straight, **end)], env=ENV, cwd=ROOT)
     assert whole.returncode == 0, whole.stderr[-3000:]
     assert_same(final_model(stopped, step + 2), final_model(straight, step + 2))
 
@@ -151,10 +135,10 @@ def test_the_resume_command_repeats_the_launchers_flags(tmp_path):
     script = tmp_path / "print_resume.py"
     script.write_text("from ddpm_hf.training.interrupt import resume_command\nprint(resume_command())\n")
     accelerate = str(Path(sys.executable).with_name("accelerate"))
-    launched = subprocess.run(
+    launched = processes.run(
         [accelerate, "launch", "--cpu", "--num_processes", "1", "--num_machines", "1", "--mixed_precision", "no",
          "--dynamo_backend", "no", str(script), "--seed", "3", "--resume_from_checkpoint", "checkpoint-2"],
-        capture_output=True, text=True, env=ENV, cwd=ROOT, timeout=120,
+        env=ENV, cwd=ROOT, timeout=120,
     )  # fmt: skip
     assert launched.returncode == 0, launched.stderr[-2000:]
     expected = f"--dynamo_backend no {script} --seed 3 --resume_from_checkpoint latest"
