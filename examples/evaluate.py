@@ -22,6 +22,7 @@ folds the JSON into the model card.
 import argparse
 import datetime
 import json
+import math
 import time
 from pathlib import Path
 
@@ -59,6 +60,7 @@ from ddpm_hf.evaluation.jobs import (
 from ddpm_hf.evaluation.precision_recall import NEIGHBOURHOOD, precision_recall
 from ddpm_hf.evaluation.store import SampleStore, ShardStore, StoreMismatchError
 from ddpm_hf.fastpath import resolve_precision
+from ddpm_hf.pipeline import NonFiniteSampleError
 
 METRICS = ("fid", "is", "nll", "precision_recall", "fd_dinov2")
 SAMPLE_METRICS = {"fid", "is", "precision_recall", "fd_dinov2"}
@@ -301,11 +303,14 @@ def main(argv: list[str] | None = None) -> dict | None:
     progress = JobProgress(progress_dir, procs, total)
     timings = Timings()
     sampling = SamplingSettings(args.seed, args.batch_size, args.num_inference_steps, args.precision)
-    add_missing_features(samples, procs.mine(plan["backfill"]), measures.specs, args.batch_size, progress, timings)
-    make_sample_shards(pipe, samples, procs.mine(plan["sample"]), sampling, measures.specs, progress, timings)
-    if nll is not None:
-        bound = BoundSettings(args.seed, args.nll_batch_size)
-        bound_shards(pipe, nll, procs.mine(plan["nll"]), nll_images, bound, progress, timings)
+    try:
+        add_missing_features(samples, procs.mine(plan["backfill"]), measures.specs, args.batch_size, progress, timings)
+        make_sample_shards(pipe, samples, procs.mine(plan["sample"]), sampling, measures.specs, progress, timings)
+        if nll is not None:
+            bound = BoundSettings(args.seed, args.nll_batch_size)
+            bound_shards(pipe, nll, procs.mine(plan["nll"]), nll_images, bound, progress, timings)
+    except NonFiniteSampleError as e:
+        raise SystemExit(f"{e} No metric was written.") from None
     progress.finish()
     procs.barrier()
     if not procs.is_main:
@@ -316,6 +321,9 @@ def main(argv: list[str] | None = None) -> dict | None:
     begin = time.perf_counter()
     measured = compute_metrics(args, measures, samples, nll, num_nll)
     metrics_seconds = time.perf_counter() - begin
+    non_finite = [name for name, value in measured["metrics"].items() if value is not None and not math.isfinite(value)]
+    if non_finite:
+        raise SystemExit(f"{', '.join(non_finite)} came out NaN or infinite: not written as results")
     output_dir.mkdir(parents=True, exist_ok=True)
     grid = min(args.grid_size, num_samples)
     if grid:

@@ -34,6 +34,7 @@ from cli import (
 from ddpm_hf.evaluation.distributed import JobProgress
 from ddpm_hf.evaluation.jobs import BoundSettings, Timings, bound_shards, bound_summary
 from ddpm_hf.evaluation.store import ShardStore, StoreMismatchError
+from ddpm_hf.pipeline import NonFiniteSampleError
 
 
 def shard_dir(output: str) -> Path:
@@ -85,7 +86,10 @@ def main(argv: list[str] | None = None) -> dict | None:
 
     start = time.perf_counter()
     progress = JobProgress(progress_dir, procs, sum(len(shard) for shard in missing), desc="bits/dim")
-    bound_shards(pipe, store, procs.mine(missing), images, settings, progress, Timings())
+    try:
+        bound_shards(pipe, store, procs.mine(missing), images, settings, progress, Timings())
+    except NonFiniteSampleError as e:
+        raise SystemExit(f"{e} Nothing was written.") from None
     progress.finish()
     procs.barrier()
     if not procs.is_main:
@@ -106,8 +110,9 @@ def main(argv: list[str] | None = None) -> dict | None:
     }
     with open(output, "w") as f:
         json.dump(report, f, indent=1)
+    stderr = "n/a (one image)" if report["bpd_stderr"] is None else f"{report['bpd_stderr']:.4f}"
     print(
-        f"{report['bpd']:.4f} ± {report['bpd_stderr']:.4f} bits/dim over {report['num_images']} images "
+        f"{report['bpd']:.4f} ± {stderr} bits/dim over {report['num_images']} images "
         f"({seconds:.1f} s, {report['images_made']} bounded now); wrote {output}"
     )
     return report

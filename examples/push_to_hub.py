@@ -25,6 +25,7 @@ import sys
 import tempfile
 from pathlib import Path
 
+from cli import weights_sha256
 from huggingface_hub import SpaceCard, SpaceCardData
 
 import ddpm_hf
@@ -115,6 +116,15 @@ def main(argv: list[str] | None = None) -> None:
     if args.metrics and not metrics_path.is_file():
         parser.error(f"--metrics {metrics_path} does not exist")
     metrics = json.loads(metrics_path.read_text()) if metrics_path.is_file() else None
+    if metrics is not None:
+        # A card's metric must be the pushed weights': evaluate.py records the hash of the weights it measured.
+        measured, pushed = metrics.get("model_weights_sha256"), weights_sha256(str(model))
+        if measured != pushed:
+            parser.error(
+                f"{metrics_path} measured other weights than {model}'s (weights sha256 {measured or 'not recorded'} "
+                f"there, {pushed} here): evaluate this folder (examples/evaluate.py --model {model}) and pass that "
+                "metrics.json"
+            )
     card_kwargs = {"metrics": metrics, "revision": args.revision}
     if args.dataset:
         card_kwargs["dataset"] = args.dataset

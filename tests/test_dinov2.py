@@ -9,7 +9,7 @@ from PIL import Image
 
 from ddpm_hf.card import render_model_card
 from ddpm_hf.evaluation import DINOv2, DINOv2WeightsError, FIDStatistics, SampleStore, frechet_distance
-from ddpm_hf.evaluation.dinov2 import IMAGENET_MEAN, IMAGENET_STD, dinov2_folder
+from ddpm_hf.evaluation.dinov2 import dinov2_folder
 from tiny import tiny_pipeline
 from tiny_inception import TinyFeatures, save_tiny
 
@@ -45,10 +45,11 @@ def test_features_are_dgm_evals(dinov2_dir):
     rng = np.random.default_rng(0)
     rgb = rng.integers(0, 256, (3, 10, 10, 3), dtype=np.uint8)
     expected = []
+    # Written out here, not read from our module: a mean in BGR order or a swapped std must fail this test.
+    mean, std = np.array([0.485, 0.456, 0.406], np.float32), np.array([0.229, 0.224, 0.225], np.float32)  # R, G, B
     for image in rgb:
         x = np.asarray(Image.fromarray(image).resize((224, 224), Image.BICUBIC), dtype=np.float32) / 255.0
-        x = (x - np.array(IMAGENET_MEAN, dtype=np.float32)) / np.array(IMAGENET_STD, dtype=np.float32)
-        expected.append(torch.from_numpy(x.transpose(2, 0, 1)))
+        expected.append(torch.from_numpy(((x - mean) / std).transpose(2, 0, 1)))
     with torch.no_grad():
         hidden = model.net(pixel_values=torch.stack(expected)).last_hidden_state
     features = model(torch.from_numpy(rgb).permute(0, 3, 1, 2))

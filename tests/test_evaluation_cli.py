@@ -40,11 +40,37 @@ def test_fid_cli_between_folders_and_statistics(tmp_path, capsys):
     stats_a.save(tmp_path / "a.npz")
     assert abs(fid_main([str(a), str(tmp_path / "a.npz"), "--weights", str(weights)])) < 1e-6  # a set vs itself
     (tmp_path / "empty").mkdir()
-    with pytest.raises(FileNotFoundError, match="no images"):
+    with pytest.raises(SystemExit):
         fid_main([str(a), str(tmp_path / "empty"), "--weights", str(weights)])
+    assert "no images" in capsys.readouterr().err
+    # Images of two sizes were all resized to the first sorted file's size, with no word: refused unless asked.
+    mixed = write_images(tmp_path / "mixed", 2, n=2, size=8)
+    write_images(mixed / "big", 3, n=1, size=12)
+    with pytest.raises(SystemExit):
+        fid_main([str(mixed), str(b), "--weights", str(weights)])
+    assert "holds images of 2 sizes (8×8: " in capsys.readouterr().err
+    assert fid_main([str(mixed), str(b), "--weights", str(weights), "--resize"]) > 0
 
 
-def test_fid_stats_then_evaluate_writes_metrics_and_grid(tmp_path, run_example):
+def test_statistics_that_are_not_a_covariance_are_refused(tmp_path):
+    """A covariance of −I gave a finite FID."""
+    good = FIDStatistics(np.zeros(3), np.diag([2.0, 1.0, 0.0]), 5)  # singular is fine: PSD
+    good.save(tmp_path / "good.npz")
+    assert FIDStatistics.load(tmp_path / "good.npz").num_images == 5
+    cases = {
+        "negative": (np.zeros(3), -np.eye(3), "not positive semi-definite (smallest eigenvalue -1"),
+        "asymmetric": (np.zeros(3), np.array([[1.0, 0.5, 0], [0, 1, 0], [0, 0, 1]]), "not symmetric"),
+        "nan": (np.array([0.0, np.nan, 0.0]), np.eye(3), "NaN or infinite"),
+        "shapes": (np.zeros(3), np.eye(4), "they must be [D] and [D, D]"),
+    }
+    for name, (mu, sigma, message) in cases.items():
+        np.savez(tmp_path / f"{name}.npz", mu=mu, sigma=sigma)
+        with pytest.raises(ValueError, match=re.escape(f"{name}.npz does not hold valid FID statistics")) as error:
+            FIDStatistics.load(tmp_path / f"{name}.npz")
+        assert message in str(error.value)
+
+
+def test_fid_stats_then_evaluate_writes_metrics_and_grid(tmp_path, run_example, capsys):
     weights = save_tiny(TinyWithHead(), tmp_path)
     stats_path = tmp_path / "digits.npz"
     argv = ["--dataset_name", "sklearn-digits", "--num_images", 24, "--batch_size", 12, "--num_workers", 0]
@@ -64,10 +90,30 @@ def test_fid_stats_then_evaluate_writes_metrics_and_grid(tmp_path, run_example):
     assert result["model_revision"] is None and len(result["model_weights_sha256"]) == 64
     assert result["reference"]["dataset"] == "sklearn-digits" and result["wall_time_s"]["total"] > 0
     assert Image.open(out / "samples.png").size == (3 * 8, 2 * 8)  # 6 samples of 8×8 in a 2×3 grid
-    # The sample store is a folder of PNGs that the FID command line reads as it is.
-    assert fid_main([str(out / "samples"), str(stats_path), "--weights", str(weights)]) == pytest.approx(
-        result["metrics"]["fid"], rel=1e-6
+    # The sample store is a folder of PNGs that the FID command line reads as it is; pointed at evaluate.py's
+    # output folder it reads the store too, not the grid samples.png beside it (which it used to count as a sample).
+    for folder in (out / "samples", out):
+        assert fid_main([str(folder), str(stats_path), "--weights", str(weights)]) == pytest.approx(
+            result["metrics"]["fid"], rel=1e-6
+        )
+    assert len(image_folder(out)) == 10
+
+    # A truncated features file and a hand-copied one with too few rows were read as they were (numpy's "mmap
+    # length" error, or an FID of the wrong rows beside the full count): each damaged shard is named, set aside and
+    # made again, to the same FID.
+    first, second = sorted(p for p in (out / "samples").iterdir() if p.is_dir() and "-" in p.name)[:2]
+    features = sorted(first.glob("*.npy"))[0]
+    features.write_bytes(features.read_bytes()[:-40])
+    copied = sorted(second.glob("*.npy"))[0]
+    np.save(copied, np.load(copied)[:2])
+    capsys.readouterr()
+    again = run_example("evaluate", [*argv, "--output_dir", out, "--grid_size", 6])
+    warned = capsys.readouterr().err
+    assert (
+        f"{features} is " in warned and "truncated or altered" in warned and "holds 2 rows for the 4 images" in warned
     )
+    assert again["metrics"]["fid"] == result["metrics"]["fid"] and again["samples_made"] == 8
+    assert sorted(p.name.split(".")[0] for p in (out / "samples.damaged").iterdir()) == [first.name, second.name]
     # The model card carries each metric with its image count and feature extractor.
     card = render_model_card("user/tiny", metrics=result).text
     inception = "Inception-v3 (TF 2015-12-05)"
@@ -112,7 +158,7 @@ def test_evaluate_nll_is_the_pipelines_bound(tmp_path, run_example):
     short_chain().save_pretrained(tmp_path / "model")
     argv = ["--model", tmp_path / "model", "--metrics", "nll", "--nll_dataset_name", "sklearn-digits"]
     argv += ["--nll_num_images", 3, "--nll_batch_size", 1000, "--output_dir", tmp_path / "eval", "--num_samples", 1]
-    argv += ["--grid_size", 1, "--num_inference_steps", 2]
+    argv += ["--grid_size", 1, "--num_inference_steps", 2, "--convert_images"]  # grey digits, RGB network
     run_example("evaluate", argv)
     result = json.loads((tmp_path / "eval" / "metrics.json").read_text())
     ds, column = load_image_dataset("sklearn-digits")
@@ -128,3 +174,21 @@ def test_evaluate_nll_is_the_pipelines_bound(tmp_path, run_example):
     assert result["metrics"]["nll_bits_per_dim_stderr"] == pytest.approx(np.std(totals, ddof=1) / np.sqrt(3), rel=1e-4)
     assert result["nll_data"] == {"dataset": "sklearn-digits", "split": "test", "num_images": 3}
     assert result["num_samples"] == 0 and result["measurements"]["nll_bits_per_dim"]["num_images"] == 3
+
+
+def test_a_non_finite_network_writes_no_metric(tmp_path, run_example):
+    """--metrics nll on a network with non-finite output wrote nll_bits_per_dim: NaN and exited 0."""
+    pipe = tiny_pipeline()
+    with torch.no_grad():
+        pipe.unet.conv_out.bias[0] = float("nan")
+    pipe.save_pretrained(tmp_path / "nan-model")
+    data = ["--convert_images", "--nll_dataset_name", "sklearn-digits", "--nll_num_images", 2, "--nll_batch_size", 500]
+    argv = ["--model", tmp_path / "nan-model", "--metrics", "nll", *data, "--num_samples", 1, "--grid_size", 0]
+    with pytest.raises(SystemExit, match=r"NaN or infinite values.* No metric was written"):
+        run_example("evaluate", [*argv, "--output_dir", tmp_path / "eval"])
+    assert not (tmp_path / "eval" / "metrics.json").exists()
+    nll = ["--model", tmp_path / "nan-model", "--dataset_name", "sklearn-digits", "--convert_images"]
+    nll += ["--num_images", 2, "--batch_size", 500, "--output_dir", tmp_path / "nll"]
+    with pytest.raises(SystemExit, match=r"NaN or infinite values.* Nothing was written"):
+        run_example("evaluate_nll", nll)
+    assert not (tmp_path / "nll" / "nll.json").exists()

@@ -20,6 +20,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from PIL import Image
 
 import processes
 import run_examples
@@ -102,7 +103,7 @@ def setup(tmp_path_factory):
     argv += ["--num_inference_steps", 20, "--precision", "fp32", "--grid_size", 4, "--is_splits", 2]
     argv += ["--reference", root / "ref.npz", "--inception_weights", weights]
     argv += ["--metrics", "fid", "is", "precision_recall", "nll", "--nll_dataset_name", "sklearn-digits"]
-    argv += ["--nll_num_images", NLL_IMAGES, "--nll_batch_size", 100]
+    argv += ["--nll_num_images", NLL_IMAGES, "--nll_batch_size", 100, "--convert_images"]  # grey digits, RGB net
     return {"root": root, "argv": argv, "stats_argv": stats_argv, "weights": weights}
 
 
@@ -154,6 +155,28 @@ def test_two_processes_make_what_one_makes(setup, runs):
     for name, total in totals.items():
         assert max(int(done) for bar, done, _ in bars if bar == name) == total
     assert "Loading pipeline components" not in runs["log"]
+
+
+def test_stored_sample_i_is_the_pipelines_image_for_seed_plus_i_in_every_shard(setup, runs):
+    """Image i of the store is drawn with seed + i (global index) whatever shard or process made it: a seed restarted
+    at each shard would store duplicates, and FID would be computed on them. Checked by content, in every shard."""
+    root = setup["root"]
+    pipe = DDPMPaperPipeline.from_pretrained(root / "model")
+    pipe.set_progress_bar_config(disable=True)
+    folders = shard_folders(root / "one" / "samples")
+    assert [f.name for f in folders] == [f"{i:08d}-{i + SHARD:08d}" for i in range(0, NUM_SAMPLES, SHARD)]
+    stored = {}
+    for folder in folders:
+        for png in sorted(folder.glob("*.png")):
+            stored[int(png.stem)] = np.asarray(Image.open(png))
+    assert sorted(stored) == list(range(NUM_SAMPLES))
+    for start in range(0, NUM_SAMPLES, SHARD):  # the batches evaluate.py samples (--batch_size SHARD, --seed 0)
+        generators = [torch.Generator().manual_seed(i) for i in range(start, start + SHARD)]
+        out = pipe(batch_size=SHARD, generator=generators, num_inference_steps=20, precision="fp32", output_type="np")
+        expected = np.round(out.images * 255).clip(0, 255).astype(np.uint8)  # [N, H, W, C], as the PNGs hold them
+        for j in range(SHARD):
+            assert np.array_equal(stored[start + j], expected[j]), f"sample {start + j}"
+    assert len({image.tobytes() for image in stored.values()}) == NUM_SAMPLES  # no two alike
 
 
 def test_reference_statistics_on_two_processes(setup, runs):
@@ -221,7 +244,7 @@ def test_evaluate_nll_shards_resume_and_refuse(tmp_path, one_thread, run_example
     pipe = DDPMPaperPipeline(unet=tiny_unet(), scheduler=DDPMPaperScheduler(num_train_timesteps=20))
     pipe.save_pretrained(tmp_path / "model")
     argv = ["--model", tmp_path / "model", "--dataset_name", "sklearn-digits", "--num_images", 5, "--batch_size", 8]
-    argv += ["--shard_size", 2, "--output", tmp_path / "nll.json", "--device", "cpu", "--seed", 3]
+    argv += ["--shard_size", 2, "--output", tmp_path / "nll.json", "--device", "cpu", "--seed", 3, "--convert_images"]
     report = run_example("evaluate_nll", argv)
     assert (report["num_images"], report["images_made"], report["num_timesteps"]) == (5, 5, 20)
 

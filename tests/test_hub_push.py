@@ -14,6 +14,7 @@ from huggingface_hub import ModelCard, hf_hub_download
 
 from ddpm_hf import DDPMPaperPipeline
 from ddpm_hf.card import card_section, render_model_card
+from ddpm_hf.evaluation.inception import files_sha256
 from ddpm_hf.hub import HubUploadError
 from tiny import PUSHED_PIPELINE_FILES, tiny_pipeline
 
@@ -41,6 +42,7 @@ def folder_digest(folder):
 
 
 def run_push_script(argv, monkeypatch):
+    monkeypatch.syspath_prepend(str(PUSH_SCRIPT.parent))  # its sibling cli.py, as `python examples/push_to_hub.py`
     spec = importlib.util.spec_from_file_location("push_example", PUSH_SCRIPT)
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
@@ -91,7 +93,7 @@ def test_push_to_a_branch_with_a_message_keeps_main(hub_server):
         tiny_pipeline().push_to_hub("user/ddpm-branch", safe_serialization=False)
 
 
-def test_push_script_folds_metrics_into_the_training_card(hub_server, tmp_path, monkeypatch):
+def test_push_script_folds_metrics_into_the_training_card(hub_server, tmp_path, monkeypatch, capsys):
     model = tmp_path / "run"
     tiny_pipeline().save_pretrained(model)
     training_card = render_model_card("run", dataset="../data/cifar10", training_details="| `lr` | `0.0002` |")
@@ -99,7 +101,19 @@ def test_push_script_folds_metrics_into_the_training_card(hub_server, tmp_path, 
     (model / "samples.png").write_bytes(b"\x89PNG fake")
     (model / "checkpoint-100").mkdir()  # training state: never uploaded
     (model / "checkpoint-100" / "optimizer.bin").write_bytes(b"state")
-    (tmp_path / "metrics.json").write_text(json.dumps(METRICS))
+    unet_weights = sorted((model / "unet").glob("*.safetensors"))
+    measured = {**METRICS, "model_weights_sha256": files_sha256(unet_weights)}  # as evaluate.py records it
+    (tmp_path / "metrics.json").write_text(json.dumps(measured))
+    # Metrics of other weights (another run's metrics.json) were folded into the card: refused, naming both hashes.
+    (tmp_path / "other.json").write_text(json.dumps({**METRICS, "model_weights_sha256": "ab" * 32}))
+    with pytest.raises(SystemExit):
+        run_push_script(
+            ["--model", model, "--repo_id", "user/ddpm-script", "--metrics", tmp_path / "other.json"], monkeypatch
+        )
+    said = capsys.readouterr().err
+    hashes = f"(weights sha256 {'ab' * 32} there, {measured['model_weights_sha256']} here)"
+    assert f"measured other weights than {model}'s {hashes}" in said
+    assert ("model", "user/ddpm-script") not in hub_server.server.repos  # nothing was pushed
     before = folder_digest(model)
 
     argv = ["--model", model, "--repo_id", "user/ddpm-script", "--metrics", tmp_path / "metrics.json"]

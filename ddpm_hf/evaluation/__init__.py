@@ -10,7 +10,7 @@ from .frechet import FeatureSums, FIDStatistics, frechet_distance
 from .inception import InceptionV3, NoClassifierError, default_weights_path, resize_like_tensorflow
 from .inception_score import inception_score, inception_score_of_blocks
 from .precision_recall import PrecisionRecall, manifold_radii, precision_recall
-from .store import SampleStore, Shard, ShardStore, StoreMismatchError
+from .store import SampleStore, Shard, ShardStore, StoreDamagedError, StoreMismatchError
 
 __all__ = [
     "DEFAULT_DINOV2",
@@ -24,6 +24,7 @@ __all__ = [
     "SampleStore",
     "Shard",
     "ShardStore",
+    "StoreDamagedError",
     "StoreMismatchError",
     "compute_features",
     "dataset_statistics",

@@ -14,25 +14,51 @@ from tqdm.auto import tqdm
 from ..data import ImageDataset
 from .frechet import FIDStatistics
 from .inception import InceptionV3
+from .store import MANIFEST, SHARD_NAME
 
 IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".webp", ".tif", ".tiff", ".ppm", ".pgm")
 
 
-def image_folder(path: str | Path, resolution: int | None = None) -> ImageDataset:
-    """The images under a folder (recursively, sorted by path) as uint8 RGB tensors of one square size.
-
-    `resolution` defaults to the first image's shorter side; images of another size are resized and center-cropped
-    to it as training data are (`ddpm_hf.data.to_tensor`). Sub-folder names carry no meaning (unlike `imagefolder`).
-    """
+def image_files(path: str | Path) -> list[str]:
+    """The image files a folder stands for, sorted by path: an evaluation store's samples (`evaluate.py`'s output
+    folder, or its `samples/` store) and nothing else of it (not its `samples.png` grid, nor a half-written shard);
+    otherwise every image under the folder, recursively."""
     folder = Path(path)
     if not folder.is_dir():
         raise NotADirectoryError(f"not a folder of images: {folder}")
-    files = sorted(str(p) for p in folder.rglob("*") if p.suffix.lower() in IMAGE_EXTENSIONS and p.is_file())
+    store = next((f for f in (folder, folder / "samples") if (f / MANIFEST).is_file()), None)
+    if store is not None:
+        shards = [p for p in store.iterdir() if SHARD_NAME.match(p.name) and p.is_dir()]
+        files = sorted(str(p) for shard in shards for p in shard.glob("*.png"))
+        where = f"the evaluation store {store}"
+    else:
+        files = sorted(str(p) for p in folder.rglob("*") if p.suffix.lower() in IMAGE_EXTENSIONS and p.is_file())
+        where = str(folder)
     if not files:
-        raise FileNotFoundError(f"no images ({', '.join(IMAGE_EXTENSIONS)}) under {folder}")
+        raise FileNotFoundError(f"no images ({', '.join(IMAGE_EXTENSIONS)}) in {where}")
+    return files
+
+
+def image_folder(path: str | Path, resolution: int | None = None, resize: bool = False) -> ImageDataset:
+    """The images of a folder (see `image_files`) as uint8 RGB tensors of one square size.
+
+    Images of different sizes are refused, naming two of them: resizing them to one size changes the FID without a
+    word. With `resize=True` they are resized and center-cropped to `resolution` (default: the first image's shorter
+    side) as training data are (`ddpm_hf.data.to_tensor`).
+    """
+    files = image_files(path)
+    sizes: dict[tuple[int, int], str] = {}
+    for file in files:
+        with Image.open(file) as image:  # reads the header only
+            sizes.setdefault(image.size, file)
+    if len(sizes) > 1 and not resize:
+        shown = "; ".join(f"{w}×{h}: {file}" for (w, h), file in list(sizes.items())[:3])
+        raise ValueError(
+            f"{path} holds images of {len(sizes)} sizes ({shown}): FID of resized images is another number. Pass "
+            "resize=True (--resize) to resize and center-crop them to one size"
+        )
     if resolution is None:
-        with Image.open(files[0]) as first:
-            resolution = min(first.size)
+        resolution = min(next(iter(sizes)))
     features = datasets.Features({"image": datasets.Image(decode=False)})
     ds = datasets.Dataset.from_dict({"image": [{"path": f, "bytes": None} for f in files]}, features=features)
     return ImageDataset(ds, "image", resolution=resolution, channels=3)
@@ -89,8 +115,9 @@ def statistics_of(
     model: InceptionV3,
     batch_size: int = 64,
     num_workers: int = 0,
+    resize: bool = False,
 ) -> FIDStatistics:
-    """Statistics of a folder of images, or read from an .npz statistics file."""
+    """Statistics of a folder of images (see `image_folder`), or read from an .npz statistics file."""
     if is_statistics_file(source):
         return FIDStatistics.load(source)
-    return dataset_statistics(model, image_folder(source), batch_size, num_workers)
+    return dataset_statistics(model, image_folder(source, resize=resize), batch_size, num_workers)

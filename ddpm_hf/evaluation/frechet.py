@@ -90,7 +90,27 @@ class FIDStatistics:
                 raise ValueError(f"{path} is not an FID statistics file: it lacks {sorted(missing)}")
             metadata = {k: str(data[k]) for k in _METADATA if k in data.files}
             num_images = int(data["num_images"]) if "num_images" in data.files else 0
-            return cls(data["mu"].astype(np.float64), data["sigma"].astype(np.float64), num_images, **metadata)
+            mu, sigma = data["mu"].astype(np.float64), data["sigma"].astype(np.float64)
+        problem = covariance_problem(mu, sigma)
+        if problem:
+            raise ValueError(f"{path} does not hold valid FID statistics: {problem}; recompute them (fid_stats.py)")
+        return cls(mu, sigma, num_images, **metadata)
+
+
+def covariance_problem(mu: np.ndarray, sigma: np.ndarray) -> str | None:
+    """Why (mu, sigma) cannot be a mean and covariance (shapes, non-finite values, a sigma that is not symmetric
+    positive semi-definite, as every covariance is), or None. A non-PSD sigma still gives a finite "FID"."""
+    if mu.ndim != 1 or sigma.shape != (len(mu), len(mu)):
+        return f"mu has shape {mu.shape} and sigma {sigma.shape}; they must be [D] and [D, D]"
+    if not (np.isfinite(mu).all() and np.isfinite(sigma).all()):
+        return "it holds NaN or infinite values"
+    scale = max(float(np.abs(sigma).max()), 1e-300)
+    if not np.allclose(sigma, sigma.T, rtol=0, atol=1e-9 * scale):
+        return f"sigma is not symmetric (largest |sigma - sigmaᵀ| = {float(np.abs(sigma - sigma.T).max()):.3g})"
+    lowest = float(np.linalg.eigvalsh(sigma).min())
+    if lowest < -1e-6 * scale:  # rounding makes a true covariance's zero eigenvalues slightly negative, no more
+        return f"sigma is not positive semi-definite (smallest eigenvalue {lowest:.3g})"
+    return None
 
 
 @dataclass

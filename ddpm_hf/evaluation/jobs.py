@@ -245,7 +245,7 @@ def bound_summary(store: ShardStore, count: int) -> dict[str, float | int | list
         mse_sum = mse.sum(axis=0) if mse_sum is None else mse_sum + mse.sum(axis=0)
         decoder += float(terms[:, 0].sum())
         kl += float(terms[:, 1:].sum())
-    stderr = float(totals.std(ddof=1) / math.sqrt(len(totals))) if len(totals) > 1 else float("nan")
+    stderr = float(totals.std(ddof=1) / math.sqrt(len(totals))) if len(totals) > 1 else None  # one image: none
     return {
         "num_images": len(totals),
         "num_timesteps": len(terms_sum),

@@ -19,6 +19,8 @@ import json
 import os
 import re
 import shutil
+import sys
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -30,11 +32,15 @@ from PIL import Image
 
 MANIFEST = "manifest.json"
 FORMAT = 1
-_SHARD_NAME = re.compile(r"^(\d{8})-(\d{8})$")
+SHARD_NAME = re.compile(r"^(\d{8})-(\d{8})$")
 
 
 class StoreMismatchError(ValueError):
     """A store holds results made differently (another model, seed, step count, precision...): never mixed in."""
+
+
+class StoreDamagedError(RuntimeError):
+    """A stored file that does not read back as it was written (truncated, hand-copied, edited): never used."""
 
 
 @dataclass(frozen=True, order=True)
@@ -66,6 +72,30 @@ def _write_atomically(path: Path, data: bytes) -> None:
     tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
     tmp.write_bytes(data)
     os.replace(tmp, path)
+
+
+def npy_problem(path: Path, rows: int) -> str | None:
+    """Why an .npy file is not a whole array of `rows` rows (a bad header, fewer bytes than its header says, another
+    row count, an object dtype), read from its header and size alone; None if it is whole."""
+    try:
+        with open(path, "rb") as f:
+            version = np.lib.format.read_magic(f)
+            read_header = (
+                np.lib.format.read_array_header_1_0 if version == (1, 0) else np.lib.format.read_array_header_2_0
+            )
+            shape, _, dtype = read_header(f)
+            data_start = f.tell()
+    except (OSError, ValueError, SyntaxError) as e:  # a mangled header fails to parse as a dict literal
+        return f"is not a readable .npy file ({e})"
+    if dtype.hasobject or not shape:
+        return f"holds a {dtype} array of shape {shape}, not rows of numbers"
+    expected = data_start + int(np.prod(shape)) * dtype.itemsize
+    if path.stat().st_size != expected:
+        size = path.stat().st_size
+        return f"is {size} bytes, its header (shape {shape}, {dtype}) needs {expected}: truncated or altered"
+    if shape[0] != rows:
+        return f"holds {shape[0]} rows for the {rows} images of its shard"
+    return None
 
 
 def _npy_bytes(array: np.ndarray) -> bytes:
@@ -100,7 +130,15 @@ class ShardStore:
 
     def read_manifest(self) -> dict[str, Any] | None:
         path = self.root / MANIFEST
-        return json.loads(path.read_text()) if path.is_file() else None
+        if not path.is_file():
+            return None
+        try:
+            return json.loads(path.read_text())
+        except (UnicodeDecodeError, json.JSONDecodeError) as e:
+            raise StoreDamagedError(
+                f"{path} is not readable JSON ({e}): without it nothing says how {self.root}'s results were made. "
+                "Restore the file, or delete the folder to start again"
+            ) from e
 
     def check(self) -> None:
         """Refuse a store made with another identity or shard size; adopt the manifest's shard size."""
@@ -141,6 +179,33 @@ class ShardStore:
             manifest = {"format": FORMAT, "identity": self.identity, "shard_size": self.shard_size}
             _write_atomically(self.root / MANIFEST, (json.dumps(manifest, indent=1) + "\n").encode())
         shutil.rmtree(self.partial, ignore_errors=True)
+        self.set_aside_damaged()
+
+    # --- checking what is stored -------------------------------------------------------------------------------
+
+    def damage(self, shard: Shard) -> str | None:
+        """Why a finished shard cannot be used as written (a truncated or hand-copied file in it), or None."""
+        for path in sorted((self.root / shard.name).glob("*.npy")):
+            if problem := npy_problem(path, len(shard)):
+                return f"{path} {problem}"
+        return None
+
+    def set_aside_damaged(self) -> list[Path]:
+        """Move damaged shards (see `damage`) into `<folder>.damaged/`, saying which and why, so that they are made
+        again, as `latest` passes over a damaged checkpoint (main process, before the missing shards are listed)."""
+        moved = []
+        for shard in self.finished():
+            problem = self.damage(shard)
+            if problem is None:
+                continue
+            aside = self.root.with_name(self.root.name + ".damaged") / f"{shard.name}.{time.strftime('%Y%m%d-%H%M%S')}"
+            aside.parent.mkdir(exist_ok=True)
+            os.replace(self.root / shard.name, aside)
+            moved.append(aside)
+            print(
+                f"warning: {problem}; shard {shard.name} moved to {aside} and made again", file=sys.stderr, flush=True
+            )
+        return moved
 
     # --- which shards exist, which are missing -----------------------------------------------------------------
 
@@ -150,7 +215,7 @@ class ShardStore:
             return []
         shards = []
         for path in self.root.iterdir():
-            match = _SHARD_NAME.match(path.name)
+            match = SHARD_NAME.match(path.name)
             if match and path.is_dir():
                 shards.append(Shard(int(match.group(1)), int(match.group(2))))
         return sorted(shards)
@@ -228,7 +293,12 @@ class ShardStore:
 
     def read(self, shard: Shard, name: str) -> np.ndarray:
         """The array NAME of a shard, memory-mapped (read-only): only the rows used are read from disk."""
-        return np.load(self.root / shard.name / f"{name}.npy", mmap_mode="r", allow_pickle=False)
+        path = self.root / shard.name / f"{name}.npy"
+        if problem := npy_problem(path, len(shard)):
+            raise StoreDamagedError(
+                f"{path} {problem}: rerun the same command, which moves damaged shards aside and makes them again"
+            )
+        return np.load(path, mmap_mode="r", allow_pickle=False)
 
     def blocks(self, name: str, count: int) -> Iterator[np.ndarray]:
         """The rows of array NAME for images 0 .. count − 1, shard by shard, in order."""
@@ -299,6 +369,19 @@ class SampleStore(ShardStore):
         files = {f"{index:08d}.png": encode_png(image) for index, image in zip(shard.indices, images, strict=True)}
         files.update({f"{name}.npy": _npy_bytes(array) for name, array in arrays.items()})
         self._write_shard(shard, files)
+
+    def damage(self, shard: Shard) -> str | None:
+        """As `ShardStore.damage`, and every image of the shard present and whole (its PNG end marker written)."""
+        folder = self.root / shard.name
+        for index in shard.indices:
+            png = folder / f"{index:08d}.png"
+            if not png.is_file():
+                return f"{png} is missing"
+            with open(png, "rb") as f:
+                f.seek(max(0, png.stat().st_size - 12))
+                if b"IEND" not in f.read():
+                    return f"{png} is truncated (it has no PNG end marker)"
+        return super().damage(shard)
 
     def images(self, shard: Shard) -> torch.Tensor:
         """The shard's images as uint8 [len(shard), C, H, W]."""

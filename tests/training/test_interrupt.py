@@ -1,6 +1,7 @@
 """Interrupted runs keep their work: real SIGTERM / SIGINT sent to real training processes (one, and two through
 `accelerate launch`), then a resume that ends bit-identical to an uninterrupted run."""
 
+import json
 import os
 import re
 import signal
@@ -54,16 +55,23 @@ def assert_same(a: dict, b: dict) -> None:
 
 
 def test_sigterm_saves_says_how_to_resume_and_the_resumed_run_is_exact(tmp_path):
+    """The run has a checkpoint from before (step 2), so a handler that saved nothing on the signal would leave a
+    resumable folder too: the signal's checkpoint must be at the interrupted step, and the resumed run must go on
+    from there, not redo steps."""
     stopped = tmp_path / "stopped"
-    run = Training([sys.executable, SCRIPT, *tiny_train_args(stopped, **FOREVER)])
-    run.wait_for_steps(2)
+    two_steps = [sys.executable, SCRIPT, *tiny_train_args(stopped, **{**FOREVER, "max_train_steps": 2})]
+    first = processes.run(two_steps, env=ENV, cwd=ROOT)
+    assert first.returncode == 0, first.stderr[-2000:]
+    run = Training([sys.executable, SCRIPT, *tiny_train_args(stopped, **FOREVER), "--resume_from_checkpoint", "latest"])
+    run.wait_for_steps(4)
     run.process.send_signal(signal.SIGTERM)
     code, out = run.finish()
     assert code == 128 + signal.SIGTERM, run.stderr()[-2000:]
     saved = list_checkpoints(stopped / "checkpoints")
-    assert len(saved) == 1 and not list((stopped / "checkpoints").glob("tmp-*"))
-    step = int(saved[0].name.split("-")[1])
-    assert step >= 2 and f"stopped by SIGTERM after step {step}" in out
+    assert not list((stopped / "checkpoints").glob("tmp-*"))
+    step = int(out.split("stopped by SIGTERM after step ", 1)[1].split(";")[0])
+    assert step >= 4 and [p.name for p in saved] == ["checkpoint-2", f"checkpoint-{step}"]
+    assert json.loads((saved[-1] / "training_state.json").read_text()) == {"step": step}
     command = out.split("Resume with:\n", 1)[1].strip()
     assert command.startswith("accelerate launch ") and command.endswith("--resume_from_checkpoint latest")
 
@@ -71,7 +79,8 @@ def test_sigterm_saves_says_how_to_resume_and_the_resumed_run_is_exact(tmp_path)
     end = {**FOREVER, "max_train_steps": step + 2}
     again = [sys.executable, SCRIPT, *tiny_train_args(stopped, **end), "--resume_from_checkpoint", "latest"]
     resumed = processes.run(again, env=ENV, cwd=ROOT)
-    assert resumed.returncode == 0 and f"at step {step}" in resumed.stdout, resumed.stderr[-2000:]
+    assert resumed.returncode == 0, resumed.stderr[-2000:]
+    assert f"at step {step}" in resumed.stdout and f"done: {step + 2} steps (2 this run)" in resumed.stdout
     straight = tmp_path / "straight"
     whole = processes.run([sys.executable, SCRIPT, *tiny_train_args(straight, **end)], env=ENV, cwd=ROOT)
     assert whole.returncode == 0
