@@ -9,9 +9,12 @@ from __future__ import annotations
 import os
 import re
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from huggingface_hub import EvalResult, ModelCard, ModelCardData
+
+if TYPE_CHECKING:
+    from .evaluation import EvaluationReport
 
 MODEL_CARD_TEMPLATE = Path(__file__).with_name("model_card.md")  # a link to the repository's top-level model_card.md
 CARD_TAGS = ["pytorch", "diffusers", "ddpm", "ddpm_hf", "unconditional-image-generation"]
@@ -103,7 +106,7 @@ def render_model_card(
     dataset: str | None = None,
     training_details: str | None = None,
     results: str | None = None,
-    metrics: dict[str, Any] | None = None,
+    metrics: EvaluationReport | dict[str, Any] | None = None,
     revision: str | None = None,
     license: str = "apache-2.0",
     samples: str | None = None,
@@ -115,12 +118,15 @@ def render_model_card(
         dataset: the training dataset (Hub id, or a local path whose folder name is used).
         training_details: markdown describing the training configuration.
         results: extra markdown for the Results section.
-        metrics: the JSON written by `examples/evaluate.py`; its metrics become the model-index and a table.
+        metrics: an `EvaluationReport` of `ddpm_hf.evaluation.evaluate` (or its metrics.json as a dict); its metrics
+            become the model-index and a table.
         revision: the branch the card is pushed to, for the usage snippet.
         license: the SPDX id in the metadata.
         samples: the path, in the repo, of a sample grid pushed with the card (shown under Samples).
     """
     dataset = dataset_id(dataset)
+    if hasattr(metrics, "to_dict"):  # an EvaluationReport (not imported here: the card needs no evaluation stack)
+        metrics = metrics.to_dict()
     rows = _metric_rows(metrics or {}, dataset)
     eval_results = [row["result"] for row in rows if row["result"] is not None]
     card_data = ModelCardData(

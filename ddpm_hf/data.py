@@ -209,6 +209,27 @@ class ImageDataset(torch.utils.data.Dataset):
         return to_tensor(image, self.resolution, self.channels)
 
 
+def network_images(
+    ds: datasets.Dataset, column: str, unet_config: Any, convert: bool = False
+) -> tuple[ImageDataset, str | None]:
+    """A dataset's images as uint8 [C, H, W] tensors at the network's resolution and channels, and a note of the
+    conversion when `convert` asks for one. Images of another size or channels are refused (`ImageMismatchError`,
+    from the first image, before any work; later ones when read) unless `convert`: a measurement on converted
+    images is not one of the dataset's."""
+    size, channels = unet_config.sample_size, unet_config.in_channels
+    images = ImageDataset(ds, column, size, channels, convert=convert)
+    first = images.decode(0) if len(images) else None
+    if first is None or conversion(first, size, channels) is None:
+        return images, None
+    have, takes = describe(*first.size, image_channels(first)), describe(size, size, channels)
+    if not convert:
+        raise ImageMismatchError(
+            f"the dataset's images are {have}, the network takes {takes}: measure it on data like its training "
+            "data, or ask for the images to be resized and converted as training does (--convert_images)"
+        )
+    return images, f"note: converting the dataset's {have} images to {takes} (--convert_images)"
+
+
 def images_to_model(images: Any, resolution: int, channels: int) -> torch.Tensor:
     """A batch [B, C, H, W] on the [-1, 1] scale from PIL images, uint8 arrays or float tensors already in [-1, 1].
 

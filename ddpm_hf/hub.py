@@ -59,6 +59,20 @@ def is_local_path(name: str) -> bool:
     return name.startswith((".", "/", "~")) or "\\" in name or name.count("/") > 1 or os.path.isfile(name)
 
 
+def check_metrics_weights(metrics: Any, pipe: Any) -> None:
+    """Refuse metrics measured on other weights than `pipe`'s: a card's metric must be the pushed weights'.
+    `metrics` is an `EvaluationReport` or its metrics.json dict, which records the measured weights' sha256."""
+    from .evaluation.runner import pipeline_weights_sha256  # the evaluation stack, only when metrics are pushed
+
+    record = metrics.to_dict() if hasattr(metrics, "to_dict") else metrics
+    measured, pushed = record.get("model_weights_sha256"), pipeline_weights_sha256(pipe)
+    if measured != pushed:
+        raise ValueError(
+            f"these metrics were measured on other weights (sha256 {measured or 'not recorded'}) than the pipeline "
+            f"pushed ({pushed}): evaluate this pipeline (ddpm_hf.evaluation.evaluate) and push its report"
+        )
+
+
 class HubUploadError(RuntimeError):
     """A push that did not complete; the message says why, and that the local files are intact."""
 
@@ -291,6 +305,8 @@ class PipelineHubMixin:
         """
         if not safe_serialization:
             raise ValueError(f"{type(self).__name__} only saves safetensors weights; drop safe_serialization=False")
+        if card_kwargs.get("metrics") is not None:
+            check_metrics_weights(card_kwargs["metrics"], self)
         card = model_card or render_model_card(repo_id, revision=revision, **card_kwargs)
         return upload_pipeline(
             self,

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import os
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -14,17 +13,12 @@ from PIL import Image
 from ddpm_hf import DDPMPaperPipeline
 from ddpm_hf.analysis import to_pil
 from ddpm_hf.checks import non_negative_int, positive_int  # noqa: F401 (the scripts' argparse types)
-from ddpm_hf.data import (
-    ImageDataset,
-    ImageMismatchError,
-    conversion,
-    describe,
-    image_channels,
-    load_image_dataset,
-)
+from ddpm_hf.data import ImageDataset, ImageMismatchError, load_image_dataset
+from ddpm_hf.data import network_images as data_network_images
 from ddpm_hf.evaluation.distributed import Processes
-from ddpm_hf.evaluation.inception import files_sha256
-from ddpm_hf.grid import image_grid
+from ddpm_hf.evaluation.runner import folder_weights_sha256 as weights_sha256  # noqa: F401 (the scripts')
+from ddpm_hf.evaluation.runner import resolve_model
+from ddpm_hf.grid import image_grid, uint8_to_pil
 
 if TYPE_CHECKING:
     import datasets
@@ -71,19 +65,6 @@ def open_job(args: argparse.Namespace) -> tuple[Processes, DDPMPaperPipeline, st
     return procs, pipe, folder, revision
 
 
-def resolve_model(model: str, revision: str | None) -> tuple[str, str | None]:
-    """The local folder of a pipeline and, for a Hub repo, the commit it was downloaded at."""
-    if os.path.isdir(model):
-        return model, None
-    folder = DDPMPaperPipeline.download(model, revision=revision)
-    return folder, Path(folder).name if Path(folder).parent.name == "snapshots" else revision
-
-
-def weights_sha256(folder: str) -> str:
-    """sha256 over the U-Net's safetensors files: which weights were measured, for local folders too."""
-    return files_sha256(sorted(Path(folder, "unet").glob("*.safetensors")))
-
-
 def add_output_arguments(parser: argparse.ArgumentParser, script: str, **files: str) -> None:
     """--output_dir (default outputs/SCRIPT, never the working directory itself), where the script writes `files`
     (flag → file name, e.g. output="samples.png"); each file's flag (--output ...) can still name its own path."""
@@ -128,21 +109,15 @@ def load_split(args: argparse.Namespace, cache_dir: str | None = None) -> tuple[
 
 
 def network_images(ds: datasets.Dataset, column: str, pipe: DDPMPaperPipeline, convert: bool) -> ImageDataset:
-    """A dataset's images as uint8 [C, H, W] tensors at the network's resolution and channels. Images of another
-    size or channels are refused before any work, unless `convert` (--convert_images) asks for them to be converted;
-    then the conversion is said."""
-    size, channels = pipe.unet.config.sample_size, pipe.unet.config.in_channels
-    images = ImageDataset(ds, column, size, channels, convert=convert)
-    first = images.decode(0) if len(images) else None
-    if first is None or conversion(first, size, channels) is None:
-        return images
-    have, takes = describe(*first.size, image_channels(first)), describe(size, size, channels)
-    if not convert:
-        raise SystemExit(
-            f"the dataset's images are {have}, the network takes {takes}: evaluate on data like its training data, "
-            "or pass --convert_images to resize and convert them as training does"
-        )
-    print(f"note: converting the dataset's {have} images to {takes} (--convert_images)", flush=True)
+    """A dataset's images as uint8 [C, H, W] tensors at the network's resolution and channels
+    (`ddpm_hf.data.network_images`): images unlike the network's are refused before any work unless --convert_images,
+    and then the conversion is said."""
+    try:
+        images, note = data_network_images(ds, column, pipe.unet.config, convert)
+    except ImageMismatchError as e:
+        raise SystemExit(str(e)) from None
+    if note:
+        print(note, flush=True)
     return images
 
 
@@ -174,9 +149,6 @@ def save_grid(
     `pad`: pixels between images, mid-gray (default: 1 when enlarged, else none).
     """
     if isinstance(images, torch.Tensor):
-        if images.dtype == torch.uint8:
-            images = [Image.fromarray(image.permute(1, 2, 0).squeeze(-1).numpy()) for image in images.cpu()]
-        else:
-            images = to_pil(images)
+        images = uint8_to_pil(images) if images.dtype == torch.uint8 else to_pil(images)
     pad = (1 if scale > 1 else 0) if pad is None else pad
     image_grid(images, cols=cols, pad=pad, scale=scale).save(path)

@@ -19,7 +19,6 @@ model to open).
 
 import argparse
 import importlib.metadata
-import json
 import shutil
 import sys
 import tempfile
@@ -31,6 +30,7 @@ from huggingface_hub import SpaceCard, SpaceCardData
 import ddpm_hf
 from ddpm_hf import DDPMPaperPipeline
 from ddpm_hf.card import rerender_card
+from ddpm_hf.evaluation import EvaluationError, EvaluationReport
 from ddpm_hf.hub import HubUploadError, check_repo_id, pipeline_files, upload_folder
 
 APP = Path(__file__).with_name("app.py")
@@ -115,10 +115,13 @@ def main(argv: list[str] | None = None) -> None:
     metrics_path = Path(args.metrics) if args.metrics else model / "metrics.json"
     if args.metrics and not metrics_path.is_file():
         parser.error(f"--metrics {metrics_path} does not exist")
-    metrics = json.loads(metrics_path.read_text()) if metrics_path.is_file() else None
+    try:
+        metrics = EvaluationReport.load(metrics_path) if metrics_path.is_file() else None
+    except EvaluationError as e:
+        parser.error(str(e))
     if metrics is not None:
         # A card's metric must be the pushed weights': evaluate.py records the hash of the weights it measured.
-        measured, pushed = metrics.get("model_weights_sha256"), weights_sha256(str(model))
+        measured, pushed = metrics.record.get("model_weights_sha256"), weights_sha256(str(model))
         if measured != pushed:
             parser.error(
                 f"{metrics_path} measured other weights than {model}'s (weights sha256 {measured or 'not recorded'} "

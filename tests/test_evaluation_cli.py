@@ -192,3 +192,40 @@ def test_a_non_finite_network_writes_no_metric(tmp_path, run_example):
     with pytest.raises(SystemExit, match=r"NaN or infinite values.* Nothing was written"):
         run_example("evaluate_nll", nll)
     assert not (tmp_path / "nll" / "nll.json").exists()
+
+
+def test_evaluate_from_python_is_the_scripts_evaluation(tmp_path, run_example):
+    """`ddpm_hf.evaluation.evaluate` on a pipeline object: the script's report (same samples, metrics and weights
+    hash as for the saved folder), refusals before any sampling, and a report the model card reads."""
+    from ddpm_hf.evaluation import EvaluationError, EvaluationReport, evaluate
+
+    weights = save_tiny(TinyWithHead(), tmp_path)
+    argv = ["--dataset_name", "sklearn-digits", "--num_images", 24, "--batch_size", 12, "--num_workers", 0]
+    run_example("fid_stats", [*argv, "--weights", weights, "--output", tmp_path / "ref.npz"])
+    pipe = tiny_pipeline()
+    pipe.save_pretrained(tmp_path / "model")
+    common = {"num_samples": 6, "batch_size": 3, "num_inference_steps": 2, "grid_size": 4}
+    script = run_example(
+        "evaluate",
+        ["--model", tmp_path / "model", "--reference", tmp_path / "ref.npz", "--inception_weights", weights]
+        + [a for k, v in common.items() for a in (f"--{k}", v)]
+        + ["--metrics", "fid", "is", "--is_splits", 2, "--output_dir", tmp_path / "script"],
+    )
+    report = evaluate(
+        pipe, metrics=["fid", "is"], reference=str(tmp_path / "ref.npz"), inception_weights=str(weights), is_splits=2,
+        output_dir=tmp_path / "python", **common,
+    )  # fmt: skip
+    assert isinstance(report, EvaluationReport)
+    assert report.metrics == script["metrics"] and report.measurements == script["measurements"]
+    assert report.model_weights_sha256 == script["model_weights_sha256"]  # a pushed folder's metrics bind to it
+    assert EvaluationReport.load(tmp_path / "python" / "metrics.json").metrics == report.metrics
+    assert f"| FID | {report.metrics['fid']:.2f} |" in render_model_card("user/tiny", metrics=report).text
+    for bad, message in [
+        ({"metrics": ["fid"]}, "need reference statistics"),
+        ({"metrics": ["is"], "num_samples": 1}, "needs num_samples ≥ is_splits"),
+        ({"metrics": ["kid"]}, "metrics must be some of"),
+        ({"metrics": ["fid"], "reference": str(tmp_path / "ref.npz"), "batch_size": 0}, "batch_size must be"),
+    ]:
+        with pytest.raises(EvaluationError, match=message):
+            evaluate(pipe, output_dir=tmp_path / "refused", **bad)
+    assert not (tmp_path / "refused").exists()  # refused before anything was written

@@ -51,8 +51,16 @@ def run_push_script(argv, monkeypatch):
 
 
 def test_push_round_trip_with_card(hub_server):
+    from ddpm_hf.evaluation.runner import pipeline_weights_sha256
+
     pipe = tiny_pipeline()
-    pipe.push_to_hub("user/ddpm-card", dataset="uoft-cs/cifar10", training_details="| lr | 2e-4 |", metrics=METRICS)
+    # Metrics of other weights, or of unrecorded ones, never enter the card.
+    for other in ({**METRICS, "model_weights_sha256": "ab" * 32}, METRICS):
+        with pytest.raises(ValueError, match=r"measured on other weights \(sha256 (abab|not recorded)"):
+            pipe.push_to_hub("user/ddpm-card", metrics=other)
+    assert ("model", "user/ddpm-card") not in hub_server.server.repos
+    measured = {**METRICS, "model_weights_sha256": pipeline_weights_sha256(pipe)}
+    pipe.push_to_hub("user/ddpm-card", dataset="uoft-cs/cifar10", training_details="| lr | 2e-4 |", metrics=measured)
     assert hub_server.server.lfs_objects  # the weights took the large-file path
     loaded = DDPMPaperPipeline.from_pretrained("user/ddpm-card")
     for key, value in pipe.unet.state_dict().items():

@@ -5,7 +5,6 @@ from __future__ import annotations
 from collections.abc import Iterable
 
 import numpy as np
-from scipy.special import rel_entr, xlogy
 
 
 def inception_score(probabilities: np.ndarray, splits: int = 10) -> tuple[float, float]:
@@ -14,6 +13,8 @@ def inception_score(probabilities: np.ndarray, splits: int = 10) -> tuple[float,
     Parts are cut at i·N // splits as in improved-gan's `inception_score.py`; with `splits=1` this is the paper's
     released `classifier_score_from_logits` on softmax(logits).
     """
+    from scipy.special import rel_entr  # the eval extra; imported when a score is asked
+
     p = np.asarray(probabilities, dtype=np.float64)
     if p.ndim != 2 or len(p) < splits or splits < 1:
         raise ValueError(f"need an [N, K] probability array with N >= splits >= 1, got {p.shape} and {splits} splits")
@@ -31,6 +32,8 @@ def inception_score_of_blocks(blocks: Iterable[np.ndarray], num_images: int, spl
     Per split, E_x KL(p(y|x) ‖ p(y)) = E_x Σ_y p log p − Σ_y p̄ log p̄ with p̄ = E_x p(y|x), so only Σ_x p and
     Σ_x Σ_y p log p are kept per split (0·log 0 = 0); splits are cut at i·N // splits as in `inception_score`.
     """
+    from scipy.special import xlogy  # the eval extra; imported when a score is asked
+
     if num_images < splits or splits < 1:
         raise ValueError(f"need num_images >= splits >= 1, got {num_images} images and {splits} splits")
     bounds = np.array([i * num_images // splits for i in range(splits + 1)])
