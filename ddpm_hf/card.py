@@ -27,6 +27,7 @@ METRICS = {
     "precision": ("precision", "Precision (k = 3)", "reference"),
     "recall": ("recall", "Recall (k = 3)", "reference"),
     "fd_dinov2": ("fd_dinov2", "FD_DINOv2", "reference"),
+    "kid": ("kid", "KID", "reference"),
     "nll_bits_per_dim": ("nll", "NLL (bits/dim)", "nll_data"),
 }
 FEATURES = {"inception": "Inception-v3 (TF 2015-12-05)", "dinov2": "DINOv2"}

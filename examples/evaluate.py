@@ -46,6 +46,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument(
         "--is_splits", type=positive_int, default=10, help="the Inception Score's mean ± std is over splits"
     )
+    parser.add_argument("--kid_subsets", type=positive_int, default=100, help="KID: mean ± std over this many subsets")
+    parser.add_argument("--kid_subset_size", type=positive_int, default=1000, help="KID: images per subset")
     parser.add_argument(
         "--reference_dinov2", default=None, help="DINOv2 statistics from examples/fid_stats.py --extractor dinov2"
     )
@@ -75,6 +77,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
             reference=args.reference,
             inception_weights=args.inception_weights,
             is_splits=args.is_splits,
+            kid_subsets=args.kid_subsets,
+            kid_subset_size=args.kid_subset_size,
             reference_dinov2=args.reference_dinov2,
             dinov2_model=args.dinov2_model,
             nll_dataset=args.nll_dataset_name,

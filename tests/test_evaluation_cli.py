@@ -201,29 +201,40 @@ def test_evaluate_from_python_is_the_scripts_evaluation(tmp_path, run_example):
 
     weights = save_tiny(TinyWithHead(), tmp_path)
     argv = ["--dataset_name", "sklearn-digits", "--num_images", 24, "--batch_size", 12, "--num_workers", 0]
-    run_example("fid_stats", [*argv, "--weights", weights, "--output", tmp_path / "ref.npz"])
+    run_example("fid_stats", [*argv, "--weights", weights, "--output", tmp_path / "ref.npz", "--save_features"])
     pipe = tiny_pipeline()
     pipe.save_pretrained(tmp_path / "model")
-    common = {"num_samples": 6, "batch_size": 3, "num_inference_steps": 2, "grid_size": 4}
+    common = {"num_samples": 6, "batch_size": 3, "num_inference_steps": 2, "grid_size": 4, "kid_subsets": 5}
     script = run_example(
         "evaluate",
         ["--model", tmp_path / "model", "--reference", tmp_path / "ref.npz", "--inception_weights", weights]
         + [a for k, v in common.items() for a in (f"--{k}", v)]
-        + ["--metrics", "fid", "is", "--is_splits", 2, "--output_dir", tmp_path / "script"],
+        + ["--metrics", "fid", "is", "kid", "--is_splits", 2, "--output_dir", tmp_path / "script"],
     )
     report = evaluate(
-        pipe, metrics=["fid", "is"], reference=str(tmp_path / "ref.npz"), inception_weights=str(weights), is_splits=2,
-        output_dir=tmp_path / "python", **common,
+        pipe, metrics=["fid", "is", "kid"], reference=str(tmp_path / "ref.npz"), inception_weights=str(weights),
+        is_splits=2, output_dir=tmp_path / "python", **common,
     )  # fmt: skip
     assert isinstance(report, EvaluationReport)
     assert report.metrics == script["metrics"] and report.measurements == script["measurements"]
     assert report.model_weights_sha256 == script["model_weights_sha256"]  # a pushed folder's metrics bind to it
     assert EvaluationReport.load(tmp_path / "python" / "metrics.json").metrics == report.metrics
-    assert f"| FID | {report.metrics['fid']:.2f} |" in render_model_card("user/tiny", metrics=report).text
+    card = render_model_card("user/tiny", metrics=report).text
+    assert f"| FID | {report.metrics['fid']:.2f} |" in card
+    assert f"| KID | {report.metrics['kid']:.2f} ± {report.metrics['kid_std']:.2f} |" in card
+    # KID from the stored sample features and the reference's, computed directly (6 samples: subsets of 6).
+    from ddpm_hf.evaluation.kid import kernel_inception_distance
+
+    store = tmp_path / "python" / "samples"
+    (name,) = {p.stem for p in store.glob("*/*.npy") if "logits" not in p.stem and "prob" not in p.stem}
+    stored = np.concatenate([np.load(p) for p in sorted(store.glob(f"*/{name}.npy"))])
+    reference = np.load(tmp_path / "ref.features.npy")
+    assert (report.metrics["kid"], report.metrics["kid_std"]) == kernel_inception_distance(stored, reference, 5, 1000)
+    assert report.measurements["kid"]["subset_size"] == 6
     for bad, message in [
         ({"metrics": ["fid"]}, "need reference statistics"),
         ({"metrics": ["is"], "num_samples": 1}, "needs num_samples ≥ is_splits"),
-        ({"metrics": ["kid"]}, "metrics must be some of"),
+        ({"metrics": ["lpips"]}, "metrics must be some of"),
         ({"metrics": ["fid"], "reference": str(tmp_path / "ref.npz"), "batch_size": 0}, "batch_size must be"),
     ]:
         with pytest.raises(EvaluationError, match=message):

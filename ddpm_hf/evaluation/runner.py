@@ -46,12 +46,16 @@ from .jobs import (
     shard_statistics,
     shards_lacking,
 )
+from .kid import SUBSET_SIZE as KID_SUBSET_SIZE
+from .kid import SUBSETS as KID_SUBSETS
+from .kid import kernel_inception_distance
 from .precision_recall import NEIGHBOURHOOD, precision_recall
 from .store import SampleStore, ShardStore
 
-METRICS = ("fid", "is", "nll", "precision_recall", "fd_dinov2")
-SAMPLE_METRICS = {"fid", "is", "precision_recall", "fd_dinov2"}
-INCEPTION_METRICS = {"fid", "is", "precision_recall"}
+METRICS = ("fid", "is", "nll", "precision_recall", "fd_dinov2", "kid")
+SAMPLE_METRICS = {"fid", "is", "precision_recall", "fd_dinov2", "kid"}
+INCEPTION_METRICS = {"fid", "is", "precision_recall", "kid"}
+REFERENCE_FEATURE_METRICS = {"precision_recall", "kid"}  # compare with the reference's features, not statistics
 REPORT_FILE = "metrics.json"
 GRID_FILE = "samples.png"
 
@@ -77,6 +81,8 @@ class EvaluationSettings:
     reference: str | None = None
     inception_weights: str | None = None
     is_splits: int = 10
+    kid_subsets: int = KID_SUBSETS
+    kid_subset_size: int = KID_SUBSET_SIZE
     reference_dinov2: str | None = None
     dinov2_model: str = DEFAULT_DINOV2
     nll_dataset: str | None = None
@@ -92,7 +98,8 @@ class EvaluationSettings:
         unknown = [m for m in self.metrics if m not in METRICS]
         if unknown or not self.metrics:
             raise EvaluationError(f"metrics must be some of {', '.join(METRICS)}, got {list(self.metrics)}")
-        for name in ("num_samples", "batch_size", "num_inference_steps", "is_splits", "nll_batch_size"):
+        positive = ("num_samples", "batch_size", "num_inference_steps", "is_splits", "nll_batch_size", "kid_subsets")
+        for name in (*positive, "kid_subset_size"):
             if not isinstance(getattr(self, name), int) or getattr(self, name) < 1:
                 raise EvaluationError(f"{name} must be a positive whole number, got {getattr(self, name)!r}")
         if not isinstance(self.grid_size, int) or self.grid_size < 0:
@@ -100,8 +107,11 @@ class EvaluationSettings:
         if self.precision not in ("auto", "fp32", "bf16"):
             raise EvaluationError(f"precision must be auto, fp32 or bf16, got {self.precision!r}")
         asked = set(self.metrics)
-        if {"fid", "precision_recall"} & asked and not self.reference:
-            raise EvaluationError("fid and precision_recall need reference statistics (make them with fid_stats.py)")
+        against_reference = sorted(({"fid"} | REFERENCE_FEATURE_METRICS) & asked)
+        if against_reference and not self.reference:
+            raise EvaluationError(
+                f"{' and '.join(against_reference)} need reference statistics (make them with fid_stats.py)"
+            )
         if "fd_dinov2" in asked and not self.reference_dinov2:
             raise EvaluationError("fd_dinov2 needs DINOv2 reference statistics (fid_stats.py --extractor dinov2)")
         if "nll" in asked and not self.nll_dataset:
@@ -110,6 +120,10 @@ class EvaluationSettings:
             raise EvaluationError(f"the Inception Score needs num_samples ≥ is_splits ({self.is_splits})")
         if "precision_recall" in asked and self.num_samples <= NEIGHBOURHOOD:
             raise EvaluationError(f"precision_recall needs more than {NEIGHBOURHOOD} samples (its k-NN balls)")
+        if "kid" in asked and (self.num_samples < 2 or self.kid_subset_size < 2):
+            raise EvaluationError(
+                "kid needs at least 2 samples and a kid_subset_size of at least 2 (its unbiased MMD²)"
+            )
 
     @property
     def samples_to_make(self) -> int:
@@ -211,9 +225,9 @@ class Measures:
                 self.dinov2 = DINOv2(settings.dinov2_model, device=device)
             except DINOv2WeightsError as error:
                 raise EvaluationError(f"fd_dinov2: {error}") from error
-        if {"fid", "precision_recall"} & metrics:
-            self.reference = check_reference(settings.reference, self.inception, "fid/precision_recall")
-        if "precision_recall" in metrics:
+        if ({"fid"} | REFERENCE_FEATURE_METRICS) & metrics:
+            self.reference = check_reference(settings.reference, self.inception, "fid/precision_recall/kid")
+        if REFERENCE_FEATURE_METRICS & metrics:
             self.reference_features = self.load_reference_features(settings.reference)
         if self.dinov2 is not None:
             self.reference_dinov2 = check_reference(settings.reference_dinov2, self.dinov2, "fd_dinov2")
@@ -227,7 +241,7 @@ class Measures:
         """The reference's Inception features (memory-mapped), which precision and recall compare with."""
         if not self.reference.features_file:
             raise EvaluationError(
-                f"precision_recall needs the reference's features, and {path} has none: make it with "
+                f"precision_recall and kid need the reference's features, and {path} has none: make it with "
                 "examples/fid_stats.py --save_features"
             )
         features_path = Path(path).parent / self.reference.features_file
@@ -274,6 +288,18 @@ def compute_metrics(
         record = {"num_samples": n, "features": "inception", "k": pr.k}
         record["reference"] = reference_record(settings.reference, measures.reference)
         details["precision"] = details["recall"] = record
+    if "kid" in asked:
+        features = samples.array(measures.spec(measures.inception).features_name, n)[0:n]
+        metrics["kid"], metrics["kid_std"] = kernel_inception_distance(
+            features, measures.reference_features, settings.kid_subsets, settings.kid_subset_size, settings.seed
+        )
+        details["kid"] = {
+            "num_samples": n,
+            "features": "inception",
+            "subsets": settings.kid_subsets,
+            "subset_size": min(settings.kid_subset_size, n, len(measures.reference_features)),
+            "reference": reference_record(settings.reference, measures.reference),
+        }
     if "fd_dinov2" in asked:
         stats = shard_statistics(samples, measures.spec(measures.dinov2), n)
         metrics["fd_dinov2"] = frechet_distance(stats, measures.reference_dinov2)
