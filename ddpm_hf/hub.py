@@ -130,10 +130,10 @@ def upload_folder(
     `private=True` refuses an existing public repo rather than publish into it. Failures raise
     `HubUploadError` saying what went wrong and that `source` (default: the folder) is intact; the client skips
     already-uploaded files when the push is repeated. `repo_type="space"` commits to a Space (created as a Gradio
-    Space) instead of a model repo: pass its `files`.
+    Space) and `"dataset"` to a dataset repo (reference statistics) instead of a model repo: pass their `files`.
     """
-    if repo_type not in ("model", "space"):
-        raise ValueError(f"repo_type must be 'model' or 'space', got {repo_type!r}")
+    if repo_type not in ("model", "space", "dataset"):
+        raise ValueError(f"repo_type must be 'model', 'space' or 'dataset', got {repo_type!r}")
     check_repo_id(repo_id)
     api, source = HfApi(token=token), source or str(folder)
     space = {"space_sdk": "gradio"} if repo_type == "space" else {}

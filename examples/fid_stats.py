@@ -20,7 +20,8 @@ from cli import add_data_arguments, add_device_argument, non_negative_int, posit
 
 from ddpm_hf.evaluation import FIDStatistics
 from ddpm_hf.evaluation.dinov2 import DEFAULT_DINOV2, DINOv2WeightsError
-from ddpm_hf.evaluation.reference import features_path, reference_statistics
+from ddpm_hf.evaluation.reference import features_path, push_reference, reference_statistics
+from ddpm_hf.hub import HubUploadError, check_repo_id
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -39,7 +40,16 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--save_features", action="store_true", help="also write the features (precision/recall)")
     parser.add_argument("--cache_dir", default=None)
     parser.add_argument("--output", required=True, help="the .npz file to write")
-    return parser.parse_args(argv)
+    parser.add_argument(
+        "--push_to_hub", default=None, metavar="REPO_ID", help="also upload it to this Hub dataset repo, with a card"
+    )
+    args = parser.parse_args(argv)
+    if args.push_to_hub:
+        try:
+            check_repo_id(args.push_to_hub, "--push_to_hub")  # before the features are computed
+        except ValueError as e:
+            parser.error(str(e))
+    return args
 
 
 def main(argv: list[str] | None = None) -> FIDStatistics | None:
@@ -72,6 +82,12 @@ def main(argv: list[str] | None = None) -> FIDStatistics | None:
         f"wrote {args.extractor} statistics of {stats.num_images} images to {args.output}{features} in "
         f"{time.perf_counter() - start:.1f} s"
     )
+    if args.push_to_hub:
+        try:
+            address = push_reference(args.output, args.push_to_hub)
+        except HubUploadError as e:
+            raise SystemExit(f"push failed: {e}") from None
+        print(f"pushed to {address} (pass it as evaluate.py --reference)")
     return stats
 
 

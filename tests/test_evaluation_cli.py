@@ -240,3 +240,36 @@ def test_evaluate_from_python_is_the_scripts_evaluation(tmp_path, run_example):
         with pytest.raises(EvaluationError, match=message):
             evaluate(pipe, output_dir=tmp_path / "refused", **bad)
     assert not (tmp_path / "refused").exists()  # refused before anything was written
+
+
+def test_reference_statistics_round_trip_through_a_hub_dataset_repo(hub_server, tmp_path, run_example, capsys):
+    """Two users comparing FIDs load the same reference, with its extractor's id, from a dataset repo."""
+    from huggingface_hub import DatasetCard
+
+    from ddpm_hf.evaluation import evaluate
+
+    weights = save_tiny(TinyWithHead(), tmp_path)
+    argv = ["--dataset_name", "sklearn-digits", "--num_images", 24, "--batch_size", 12, "--num_workers", 0]
+    argv += ["--weights", weights, "--output", tmp_path / "ref.npz", "--save_features"]
+    run_example("fid_stats", [*argv, "--push_to_hub", "user/digits-reference"])
+    assert "pushed to hf://datasets/user/digits-reference/ref.npz" in capsys.readouterr().out
+    files = hub_server.server.files("user/digits-reference", repo_type="dataset")
+    assert {"ref.npz", "ref.features.npy", "README.md"} <= set(files)
+    card = DatasetCard(files["README.md"].data.decode()).text
+    stats = FIDStatistics.load(tmp_path / "ref.npz")
+    assert f"weights id `{stats.weights_id}`" in card and "24 images" in card and "sklearn-digits (train)" in card
+
+    pipe = tiny_pipeline()
+    common = {"metrics": ["fid", "kid"], "num_samples": 6, "batch_size": 3, "num_inference_steps": 2, "grid_size": 0}
+    common.update(inception_weights=str(weights), kid_subsets=3)
+    local = evaluate(pipe, reference=str(tmp_path / "ref.npz"), output_dir=tmp_path / "local", **common)
+    remote = evaluate(
+        pipe, reference="hf://datasets/user/digits-reference/ref.npz", output_dir=tmp_path / "hub", **common
+    )
+    assert remote.metrics == local.metrics  # the very same reference, features included (KID)
+    assert remote.measurements["fid"]["reference"]["path"] == "hf://datasets/user/digits-reference/ref.npz"
+    with pytest.raises(FileNotFoundError, match="could not be downloaded"):
+        evaluate(pipe, reference="hf://datasets/user/digits-reference/other.npz", output_dir=tmp_path / "x", **common)
+    assert not (tmp_path / "x").exists()  # before any sampling
+    with pytest.raises(SystemExit):
+        run_example("fid_stats", [*argv, "--push_to_hub", "user/not a repo!"])

@@ -13,7 +13,7 @@ from .frechet import FeatureSums, FIDStatistics, frechet_distance
 from .inception import InceptionV3, NoClassifierError, default_weights_path, resize_like_tensorflow
 from .inception_score import inception_score, inception_score_of_blocks
 from .precision_recall import PrecisionRecall, manifold_radii, precision_recall
-from .reference import reference_statistics
+from .reference import push_reference, reference_statistics, resolve_reference
 from .runner import EvaluationError, EvaluationReport, EvaluationSettings, evaluate
 from .store import SampleStore, Shard, ShardStore, StoreDamagedError, StoreMismatchError
 
@@ -44,7 +44,9 @@ __all__ = [
     "inception_score_of_blocks",
     "manifold_radii",
     "precision_recall",
+    "push_reference",
     "reference_statistics",
     "resize_like_tensorflow",
+    "resolve_reference",
     "statistics_of",
 ]

@@ -9,7 +9,9 @@ without .npz + `.features.npy`, float32 [N, D]), which precision and recall comp
 from __future__ import annotations
 
 import os
+import re
 import shutil
+import tempfile
 from pathlib import Path
 
 import numpy as np
@@ -23,6 +25,8 @@ from .frechet import FeatureSums, FIDStatistics
 from .inception import InceptionV3
 
 EXTRACTORS = ("inception", "dinov2")
+# hf://datasets/OWNER/NAME/FILE.npz, optionally @REVISION after the repo name (HfFileSystem's spelling)
+HUB_REFERENCE = re.compile(r"^hf://datasets/(?P<repo>[^/@]+/[^/@]+)(?:@(?P<revision>[^/]+))?/(?P<file>.+\.npz)$")
 
 
 def features_path(output: str | os.PathLike) -> Path:
@@ -118,3 +122,74 @@ def reference_statistics(
     stats.save(output)
     shutil.rmtree(partial, ignore_errors=True)
     return stats
+
+
+def push_reference(
+    path: str | os.PathLike,
+    repo_id: str,
+    *,
+    private: bool | None = None,
+    token: str | None = None,
+    commit_message: str | None = None,
+) -> str:
+    """Upload reference statistics (and the features file they name, if any) to a Hub dataset repo, with a card
+    stating what they are (extractor and its weights' id, dataset, split, image count), so that others compare
+    FIDs against the very same reference. Returns the `hf://datasets/...` address `evaluate(reference=...)` loads."""
+    from ..hub import upload_folder
+
+    path = Path(path)
+    stats = FIDStatistics.load(path)
+    files = [path.name] + ([stats.features_file] if stats.features_file else [])
+    with tempfile.TemporaryDirectory() as tmp:
+        for name in files:
+            shutil.copy(path.parent / name, Path(tmp) / name)
+        (Path(tmp) / "README.md").write_text(reference_card(stats, path.name))
+        commit = upload_folder(
+            tmp,
+            repo_id,
+            private=private,
+            token=token,
+            commit_message=commit_message or f"Upload reference statistics {path.name}",
+            files=[*files, "README.md"],
+            source=str(path),
+            repo_type="dataset",
+        )
+    return f"hf://datasets/{commit.repo_url.repo_id}/{path.name}"
+
+
+def reference_card(stats: FIDStatistics, filename: str) -> str:
+    """The dataset card of pushed reference statistics: what they were computed from, and how to use them."""
+    features = f"; `{stats.features_file}` holds the features themselves (precision/recall, KID)"
+    return (
+        "---\ntags:\n- ddpm_hf\n- fid-reference-statistics\n---\n"
+        f"# Reference statistics: {stats.dataset or 'a dataset'} ({stats.split or 'split not recorded'})\n\n"
+        f"`{filename}` holds the feature mean and covariance of {stats.num_images:,} images under "
+        f"{stats.extractor_name} (weights id `{stats.weights_id}`), computed by "
+        "`ddpm_hf.evaluation.reference_statistics` (`examples/fid_stats.py`)"
+        f"{features if stats.features_file else ''}.\n\n"
+        "```python\nfrom ddpm_hf.evaluation import evaluate\n\n"
+        f'evaluate(pipe, metrics=["fid"], reference="hf://datasets/REPO_ID/{filename}")\n```\n\n'
+        "Metrics are only comparable against the same statistics from the same feature weights: evaluation refuses "
+        "statistics of other weights.\n"
+    )
+
+
+def resolve_reference(reference: str | os.PathLike) -> str:
+    """A local path for reference statistics: a file as it is, or `hf://datasets/OWNER/NAME[@REVISION]/FILE.npz`
+    downloaded (with the features file it names) into the Hub cache."""
+    match = HUB_REFERENCE.match(str(reference))
+    if match is None:
+        return str(reference)
+    from huggingface_hub import hf_hub_download
+
+    repo, revision, filename = match["repo"], match["revision"], match["file"]
+    try:
+        local = hf_hub_download(repo, filename, repo_type="dataset", revision=revision)
+        stats = FIDStatistics.load(local)
+        if stats.features_file:
+            folder = str(Path(filename).parent) if "/" in filename else None
+            name = f"{folder}/{stats.features_file}" if folder else stats.features_file
+            hf_hub_download(repo, name, repo_type="dataset", revision=revision)
+    except Exception as e:  # not found, offline, refused...
+        raise FileNotFoundError(f"reference statistics {reference} could not be downloaded: {e}") from e
+    return local

@@ -50,6 +50,7 @@ from .kid import SUBSET_SIZE as KID_SUBSET_SIZE
 from .kid import SUBSETS as KID_SUBSETS
 from .kid import kernel_inception_distance
 from .precision_recall import NEIGHBOURHOOD, precision_recall
+from .reference import resolve_reference
 from .store import SampleStore, ShardStore
 
 METRICS = ("fid", "is", "nll", "precision_recall", "fd_dinov2", "kid")
@@ -226,11 +227,13 @@ class Measures:
             except DINOv2WeightsError as error:
                 raise EvaluationError(f"fd_dinov2: {error}") from error
         if ({"fid"} | REFERENCE_FEATURE_METRICS) & metrics:
-            self.reference = check_reference(settings.reference, self.inception, "fid/precision_recall/kid")
-        if REFERENCE_FEATURE_METRICS & metrics:
-            self.reference_features = self.load_reference_features(settings.reference)
+            path = resolve_reference(settings.reference)  # a file, or hf://datasets/... fetched into the Hub cache
+            self.reference = check_reference(path, self.inception, "fid/precision_recall/kid")
+            if REFERENCE_FEATURE_METRICS & metrics:
+                self.reference_features = self.load_reference_features(path)
         if self.dinov2 is not None:
-            self.reference_dinov2 = check_reference(settings.reference_dinov2, self.dinov2, "fd_dinov2")
+            path = resolve_reference(settings.reference_dinov2)
+            self.reference_dinov2 = check_reference(path, self.dinov2, "fd_dinov2")
         self.specs = []
         if self.inception is not None:
             self.specs.append(FeatureSpec(self.inception, probabilities="is" in metrics))
