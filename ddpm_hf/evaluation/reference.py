@@ -19,12 +19,13 @@ import torch
 from accelerate.utils import gather_object
 
 from ..data import ImageDataset, decode_image, load_image_dataset
+from .clip import CLIP, DEFAULT_CLIP
 from .dinov2 import DEFAULT_DINOV2, DINOv2
 from .distributed import JobProgress, Processes
 from .frechet import FeatureSums, FIDStatistics
 from .inception import InceptionV3
 
-EXTRACTORS = ("inception", "dinov2")
+EXTRACTORS = ("inception", "dinov2", "clip")
 # hf://datasets/OWNER/NAME/FILE.npz, optionally @REVISION after the repo name (HfFileSystem's spelling)
 HUB_REFERENCE = re.compile(r"^hf://datasets/(?P<repo>[^/@]+/[^/@]+)(?:@(?P<revision>[^/]+))?/(?P<file>.+\.npz)$")
 
@@ -45,6 +46,7 @@ def reference_statistics(
     extractor: str = "inception",
     weights: str | None = None,
     dinov2_model: str = DEFAULT_DINOV2,
+    clip_model: str = DEFAULT_CLIP,
     resolution: int | None = None,
     num_images: int | None = None,
     batch_size: int = 200,
@@ -56,8 +58,8 @@ def reference_statistics(
     """The statistics of `dataset` (a Hub id, a local dataset or `sklearn-digits`; or a folder of images as
     `data_dir`) under `extractor`'s features, saved to `output` (.npz) and returned on the main process (None on
     the others). Images are converted to RGB and resized to `resolution` (default: the first image's shorter side)
-    as training data are; `num_images` keeps the first N. Raises `DINOv2WeightsError` before any work when DINOv2's
-    weights are not there."""
+    as training data are; `num_images` keeps the first N. Raises `EncoderWeightsError` before any work when DINOv2's
+    or CLIP's weights are not there."""
     if extractor not in EXTRACTORS:
         raise ValueError(f"extractor must be one of {', '.join(EXTRACTORS)}, got {extractor!r}")
     procs = Processes(device)
@@ -67,8 +69,10 @@ def reference_statistics(
     resolution = resolution or min(decode_image(ds[0][column], 0).size)
     if extractor == "inception":
         model = InceptionV3(weights, device=procs.device)
-    else:
+    elif extractor == "dinov2":
         model = DINOv2(dinov2_model, device=procs.device)
+    else:
+        model = CLIP(clip_model, device=procs.device)
     images = ImageDataset(ds, column, resolution=resolution, channels=3)
     dim = model.extract(images[0][None])[0].shape[1]
 

@@ -29,7 +29,8 @@ from ..data import ImageDataset, load_image_dataset, network_images
 from ..fastpath import resolve_precision
 from ..grid import image_grid, uint8_to_pil
 from ..pipeline import DDPMPaperPipeline, NonFiniteSampleError
-from .dinov2 import DEFAULT_DINOV2, DINOv2, DINOv2WeightsError
+from .clip import CLIP, DEFAULT_CLIP, cmmd
+from .dinov2 import DEFAULT_DINOV2, DINOv2, EncoderWeightsError
 from .distributed import JobProgress, Processes
 from .frechet import FIDStatistics, frechet_distance
 from .inception import InceptionV3, files_sha256
@@ -53,8 +54,8 @@ from .precision_recall import NEIGHBOURHOOD, precision_recall
 from .reference import resolve_reference
 from .store import SampleStore, ShardStore
 
-METRICS = ("fid", "is", "nll", "precision_recall", "fd_dinov2", "kid")
-SAMPLE_METRICS = {"fid", "is", "precision_recall", "fd_dinov2", "kid"}
+METRICS = ("fid", "is", "nll", "precision_recall", "fd_dinov2", "kid", "cmmd")
+SAMPLE_METRICS = {"fid", "is", "precision_recall", "fd_dinov2", "kid", "cmmd"}
 INCEPTION_METRICS = {"fid", "is", "precision_recall", "kid"}
 REFERENCE_FEATURE_METRICS = {"precision_recall", "kid"}  # compare with the reference's features, not statistics
 REPORT_FILE = "metrics.json"
@@ -86,6 +87,8 @@ class EvaluationSettings:
     kid_subset_size: int = KID_SUBSET_SIZE
     reference_dinov2: str | None = None
     dinov2_model: str = DEFAULT_DINOV2
+    reference_clip: str | None = None
+    clip_model: str = DEFAULT_CLIP
     nll_dataset: str | None = None
     nll_split: str = "test"
     nll_num_images: int | None = None
@@ -115,6 +118,10 @@ class EvaluationSettings:
             )
         if "fd_dinov2" in asked and not self.reference_dinov2:
             raise EvaluationError("fd_dinov2 needs DINOv2 reference statistics (fid_stats.py --extractor dinov2)")
+        if "cmmd" in asked and not self.reference_clip:
+            raise EvaluationError(
+                "cmmd needs the reference's CLIP embeddings (fid_stats.py --extractor clip --save_features)"
+            )
         if "nll" in asked and not self.nll_dataset:
             raise EvaluationError("nll needs a dataset to bound (the paper reports the CIFAR-10 test set)")
         if "is" in asked and self.num_samples < self.is_splits:
@@ -214,6 +221,7 @@ class Measures:
     def __init__(self, settings: EvaluationSettings, device: torch.device) -> None:
         metrics = set(settings.metrics)
         self.inception = self.dinov2 = self.reference = self.reference_dinov2 = self.reference_features = None
+        self.clip = self.reference_clip = self.reference_clip_features = None
         if metrics & INCEPTION_METRICS:
             self.inception = InceptionV3(settings.inception_weights, device=device)
             if "is" in metrics and not self.inception.has_classifier:
@@ -224,34 +232,46 @@ class Measures:
         if "fd_dinov2" in metrics:
             try:
                 self.dinov2 = DINOv2(settings.dinov2_model, device=device)
-            except DINOv2WeightsError as error:
+            except EncoderWeightsError as error:
                 raise EvaluationError(f"fd_dinov2: {error}") from error
+        if "cmmd" in metrics:
+            try:
+                self.clip = CLIP(settings.clip_model, device=device)
+            except EncoderWeightsError as error:
+                raise EvaluationError(f"cmmd: {error}") from error
         if ({"fid"} | REFERENCE_FEATURE_METRICS) & metrics:
             path = resolve_reference(settings.reference)  # a file, or hf://datasets/... fetched into the Hub cache
             self.reference = check_reference(path, self.inception, "fid/precision_recall/kid")
             if REFERENCE_FEATURE_METRICS & metrics:
-                self.reference_features = self.load_reference_features(path)
+                self.reference_features = self.load_reference_features(path, self.reference, "precision_recall/kid")
         if self.dinov2 is not None:
             path = resolve_reference(settings.reference_dinov2)
             self.reference_dinov2 = check_reference(path, self.dinov2, "fd_dinov2")
+        if self.clip is not None:
+            path = resolve_reference(settings.reference_clip)
+            self.reference_clip = check_reference(path, self.clip, "cmmd")
+            self.reference_clip_features = self.load_reference_features(path, self.reference_clip, "cmmd")
         self.specs = []
         if self.inception is not None:
             self.specs.append(FeatureSpec(self.inception, probabilities="is" in metrics))
         if self.dinov2 is not None:
             self.specs.append(FeatureSpec(self.dinov2))
+        if self.clip is not None:
+            self.specs.append(FeatureSpec(self.clip))
 
-    def load_reference_features(self, path: str) -> np.ndarray:
-        """The reference's Inception features (memory-mapped), which precision and recall compare with."""
-        if not self.reference.features_file:
+    @staticmethod
+    def load_reference_features(path: str, reference: FIDStatistics, what: str) -> np.ndarray:
+        """The reference's features themselves (memory-mapped), which `what` compares the samples' with."""
+        if not reference.features_file:
             raise EvaluationError(
-                f"precision_recall and kid need the reference's features, and {path} has none: make it with "
+                f"{what} needs the reference's features, and {path} has none: make it with "
                 "examples/fid_stats.py --save_features"
             )
-        features_path = Path(path).parent / self.reference.features_file
+        features_path = Path(path).parent / reference.features_file
         if not features_path.is_file():
             raise EvaluationError(f"{features_path}, the features of {path}, is missing")
         features = np.load(features_path, mmap_mode="r", allow_pickle=False)
-        if features.shape != (self.reference.num_images, len(self.reference.mu)):
+        if features.shape != (reference.num_images, len(reference.mu)):
             raise EvaluationError(f"{features_path} has shape {features.shape}, not that of {path}'s features")
         return features
 
@@ -265,6 +285,8 @@ class Measures:
             out["inception"] = {"path": str(self.inception.weights_path), "id": self.inception.weights_id}
         if self.dinov2 is not None:
             out["dinov2"] = {"model": self.dinov2.model, "id": self.dinov2.weights_id}
+        if self.clip is not None:
+            out["clip"] = {"model": self.clip.model, "id": self.clip.weights_id}
         return out
 
 
@@ -308,6 +330,11 @@ def compute_metrics(
         metrics["fd_dinov2"] = frechet_distance(stats, measures.reference_dinov2)
         reference = reference_record(settings.reference_dinov2, measures.reference_dinov2)
         details["fd_dinov2"] = {"num_samples": n, "features": "dinov2", "reference": reference}
+    if "cmmd" in asked:
+        embeddings = samples.array(measures.spec(measures.clip).features_name, n)[0:n]
+        metrics["cmmd"] = cmmd(embeddings, measures.reference_clip_features)
+        reference = reference_record(settings.reference_clip, measures.reference_clip)
+        details["cmmd"] = {"num_samples": n, "features": "clip", "reference": reference}
     if nll is not None:
         summary = bound_summary(nll, num_nll)
         metrics["nll_bits_per_dim"], metrics["nll_bits_per_dim_stderr"] = summary["bpd"], summary["bpd_stderr"]
