@@ -11,18 +11,16 @@ from dataclasses import dataclass
 
 import numpy as np
 import torch
-from diffusers.utils import numpy_to_pil
 from diffusers.utils.torch_utils import randn_tensor
-from PIL import Image
 
 from .checks import check_int
 from .fastpath import EpsModel
 from .likelihood import BitsPerDim
+from .pixels import PIXEL_SCALE
+from .pixels import to_pil as to_pil  # re-exported: the analyses' images as PIL
 from .progress import Progress
 from .sampling import ReverseStep, StepCallback, p_sample_loop, p_sample_loop_progressive
 from .scheduler import DDPMPaperScheduler
-
-PIXEL_SCALE = 127.5  # [-1, 1] to 0..255
 
 
 @dataclass
@@ -153,9 +151,3 @@ def rate_distortion(bpd: BitsPerDim) -> RateDistortion:
         rate=rate.numpy()[timesteps],
         distortion=distortion.numpy()[timesteps],
     )
-
-
-def to_pil(images: torch.Tensor) -> list[Image.Image]:
-    """[B, C, H, W] on the [-1, 1] scale to PIL images."""
-    array = (images.detach().float().cpu() / 2 + 0.5).clamp(0, 1).permute(0, 2, 3, 1).numpy()
-    return numpy_to_pil(array)

@@ -10,6 +10,8 @@ import numpy as np
 import torch
 from PIL import Image
 
+from .pixels import scale_to_model
+
 if TYPE_CHECKING:  # imported where used: `import ddpm_hf` (and sampling) needs no `datasets`
     import datasets
 
@@ -148,11 +150,6 @@ def conversion(image: Image.Image, resolution: int, channels: int) -> str | None
 
 class ImageMismatchError(ValueError):
     """An image whose size or channels differ from the network's, where converting it was not asked for."""
-
-
-def scale_to_model(x: torch.Tensor) -> torch.Tensor:
-    """uint8 pixels to the model's [-1, 1] as the reference does: x / 127.5 - 1."""
-    return x.float() / 127.5 - 1.0
 
 
 class BadImage(NamedTuple):

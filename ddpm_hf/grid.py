@@ -4,16 +4,9 @@ from __future__ import annotations
 
 import math
 
-import numpy as np
-import torch
 from PIL import Image
 
-
-def uint8_to_pil(images: torch.Tensor) -> list[Image.Image]:
-    """uint8 [N, C, H, W] pixels (C = 1 or 3) as PIL images: grayscale or RGB."""
-    if images.dtype != torch.uint8 or images.ndim != 4 or images.shape[1] not in (1, 3):
-        raise ValueError(f"expected uint8 [N, 1 or 3, H, W] images, got {images.dtype} {tuple(images.shape)}")
-    return [Image.fromarray(np.ascontiguousarray(image.permute(1, 2, 0).squeeze(-1).numpy())) for image in images.cpu()]
+from .pixels import uint8_to_pil  # noqa: F401 (re-exported beside image_grid, which takes its images)
 
 
 def image_grid(images: list[Image.Image], cols: int | None = None, pad: int = 0, scale: int = 1) -> Image.Image:

@@ -17,6 +17,7 @@ from .checks import check_choice, check_int
 from .data import images_to_model
 from .fastpath import Precision, eps_model
 from .hub import PipelineHubMixin
+from .pixels import model_to_unit
 from .sampling import ReverseStep, StepCallback, p_sample_loop
 from .scheduler import DDPMPaperScheduler
 from .schedulers import check_scheduler
@@ -193,7 +194,7 @@ class DDPMPaperPipeline(PipelineHubMixin, DiffusionPipeline):
             )
         check_finite(image)
 
-        image = (image / 2 + 0.5).clamp(0, 1)
+        image = model_to_unit(image)
         if output_type != "pt":
             image = image.cpu().permute(0, 2, 3, 1).numpy()
             if output_type == "pil":

@@ -37,11 +37,12 @@ import torch
 from PIL import Image
 
 from ddpm_hf import DDPMPaperPipeline
-from ddpm_hf.analysis import rate_distortion, to_pil
+from ddpm_hf.analysis import rate_distortion
 from ddpm_hf.checks import positive_int
-from ddpm_hf.data import ImageDataset, load_image_dataset, scale_to_model, to_tensor
+from ddpm_hf.data import ImageDataset, load_image_dataset, to_tensor
 from ddpm_hf.grid import image_grid
 from ddpm_hf.pipeline import NonFiniteSampleError
+from ddpm_hf.pixels import scale_to_model, to_pil
 
 DEFAULT_MODEL = "runs/digits"  # what the README's training command writes
 MODEL_ENV = "DDPM_HF_MODEL"  # another way to name the model (e.g. a Space variable)

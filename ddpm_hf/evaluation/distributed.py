@@ -18,6 +18,8 @@ from accelerate import PartialState
 from accelerate.utils import broadcast_object_list, parse_flag_from_env
 from tqdm.auto import tqdm
 
+from ..publish import write_file
+
 _T = TypeVar("_T")
 
 
@@ -108,10 +110,7 @@ class JobProgress:
         if self.bar is not None:
             self._refresh()
         else:
-            path = self._path(self.processes.rank)
-            tmp = path.with_name(f".{path.name}.tmp")
-            tmp.write_text(json.dumps({"done": self.done}))
-            os.replace(tmp, path)
+            write_file(self._path(self.processes.rank), json.dumps({"done": self.done}).encode())
 
     def finish(self) -> None:
         if self.bar is None:

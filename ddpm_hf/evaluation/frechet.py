@@ -6,11 +6,14 @@ accumulated block by block and merged (`FeatureSums`), so that their memory does
 
 from __future__ import annotations
 
+import io
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import numpy as np
+
+from ..publish import write_file
 
 _METADATA = ("weights_id", "dataset", "split", "extractor", "features_file")
 EXTRACTOR_NAMES = {"inception": "Inception", "dinov2": "DINOv2"}  # how the errors name each feature extractor
@@ -76,10 +79,11 @@ class FIDStatistics:
         return cls(sums.mean(), sums.covariance(), sums.count, **metadata)
 
     def save(self, path: str | Path) -> None:
-        """Write the statistics to an .npz file."""
+        """Write the statistics to an .npz file, whole (`ddpm_hf.publish.write_file`)."""
         extra = {k: np.array(getattr(self, k)) for k in _METADATA if getattr(self, k) is not None}
-        with open(path, "wb") as f:  # a file object, so that numpy does not append ".npz" to the name
-            np.savez(f, mu=self.mu, sigma=self.sigma, num_images=np.array(self.num_images), **extra)
+        buffer = io.BytesIO()  # not a path, so that numpy does not append ".npz" to the name
+        np.savez(buffer, mu=self.mu, sigma=self.sigma, num_images=np.array(self.num_images), **extra)
+        write_file(path, buffer.getvalue())
 
     @classmethod
     def load(cls, path: str | Path) -> FIDStatistics:

@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Protocol
 import numpy as np
 import torch
 
+from ..pixels import unit_to_uint8
 from .frechet import FeatureSums, FIDStatistics
 from .store import SampleStore, Shard, ShardStore
 
@@ -86,11 +87,6 @@ class Timings:
         self.seconds[part] = self.seconds.get(part, 0.0) + time.perf_counter() - start
 
 
-def to_uint8(images: torch.Tensor) -> torch.Tensor:
-    """Pipeline output in [0, 1] as uint8 pixels, quantised as `numpy_to_pil` writes PNGs: round(255 x)."""
-    return (images * 255).round().clamp(0, 255).to(torch.uint8).cpu()
-
-
 def sample_batches(pipe: DDPMPaperPipeline, shard: Shard, settings: SamplingSettings) -> Iterator[torch.Tensor]:
     """The shard's images as uint8 NCHW batches, image i drawn with its own generator seeded `seed + i`."""
     for start in range(shard.start, shard.end, settings.batch_size):
@@ -103,7 +99,7 @@ def sample_batches(pipe: DDPMPaperPipeline, shard: Shard, settings: SamplingSett
             output_type="pt",
             precision=settings.precision,
         ).images
-        yield to_uint8(images)
+        yield unit_to_uint8(images)
 
 
 def make_sample_shards(

@@ -19,6 +19,7 @@ import torch
 from accelerate.utils import gather_object
 
 from ..data import ImageDataset, decode_image, load_image_dataset
+from ..publish import publish
 from .clip import CLIP, DEFAULT_CLIP
 from .dinov2 import DEFAULT_DINOV2, DINOv2
 from .distributed import JobProgress, Processes
@@ -114,7 +115,7 @@ def reference_statistics(
     saved = None
     if save_features:
         saved = features_path(output)
-        (partial / "features.npy").replace(saved)
+        publish(partial / "features.npy", saved)
     stats = FIDStatistics.from_sums(
         total,
         weights_id=model.weights_id,

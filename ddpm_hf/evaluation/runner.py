@@ -27,8 +27,10 @@ from safetensors.torch import save as safetensors_bytes
 
 from ..data import ImageDataset, load_image_dataset, network_images
 from ..fastpath import resolve_precision
-from ..grid import image_grid, uint8_to_pil
+from ..grid import image_grid
 from ..pipeline import DDPMPaperPipeline, NonFiniteSampleError
+from ..pixels import uint8_to_pil
+from ..publish import write_file
 from .clip import CLIP, DEFAULT_CLIP, cmmd
 from .dinov2 import DEFAULT_DINOV2, DINOv2, EncoderWeightsError
 from .distributed import JobProgress, Processes
@@ -162,7 +164,7 @@ class EvaluationReport:
         return dict(self.record)
 
     def save(self, path: str | os.PathLike) -> None:
-        Path(path).write_text(json.dumps(self.record, indent=2) + "\n")
+        write_file(path, (json.dumps(self.record, indent=2) + "\n").encode())
 
     @classmethod
     def load(cls, path: str | os.PathLike) -> EvaluationReport:

@@ -30,6 +30,8 @@ import numpy as np
 import torch
 from PIL import Image
 
+from ..publish import publish, write_file
+
 MANIFEST = "manifest.json"
 FORMAT = 1
 SHARD_NAME = re.compile(r"^(\d{8})-(\d{8})$")
@@ -65,13 +67,6 @@ class Shard:
 def _normalised(identity: dict[str, Any]) -> dict[str, Any]:
     """The identity as it reads back from JSON (tuples become lists), so that comparisons are like for like."""
     return json.loads(json.dumps(identity))
-
-
-def _write_atomically(path: Path, data: bytes) -> None:
-    """Write a file under a temporary name in the same folder, then rename it: readers see all of it or nothing."""
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    tmp.write_bytes(data)
-    os.replace(tmp, path)
 
 
 def npy_problem(path: Path, rows: int) -> str | None:
@@ -177,7 +172,7 @@ class ShardStore:
         self.root.mkdir(parents=True, exist_ok=True)
         if self.read_manifest() is None:
             manifest = {"format": FORMAT, "identity": self.identity, "shard_size": self.shard_size}
-            _write_atomically(self.root / MANIFEST, (json.dumps(manifest, indent=1) + "\n").encode())
+            write_file(self.root / MANIFEST, (json.dumps(manifest, indent=1) + "\n").encode())
         shutil.rmtree(self.partial, ignore_errors=True)
         self.set_aside_damaged()
 
@@ -263,12 +258,7 @@ class ShardStore:
             tmp.mkdir(parents=True)
         for name, data in files.items():
             (tmp / name).write_bytes(data)
-        try:
-            os.rename(tmp, self.root / shard.name)
-        except OSError:
-            if not (self.root / shard.name).is_dir():
-                raise
-            shutil.rmtree(tmp)  # another process finished the same shard first: its copy is as good
+        publish(tmp, self.root / shard.name, replace=False)  # a shard another process finished first is as good
         with contextlib.suppress(OSError):  # only once empty: a finished store leaves no .partial folder behind
             self.partial.rmdir()
 
@@ -284,7 +274,7 @@ class ShardStore:
         for name, array in arrays.items():
             if len(array) != len(shard):
                 raise ValueError(f"{name} has {len(array)} rows for the {len(shard)} images of shard {shard.name}")
-            _write_atomically(self.root / shard.name / f"{name}.npy", _npy_bytes(array))
+            write_file(self.root / shard.name / f"{name}.npy", _npy_bytes(array))
 
     # --- reading -----------------------------------------------------------------------------------------------
 

@@ -17,6 +17,7 @@ from typing import Any
 from accelerate import Accelerator
 
 from ..checks import error_chain
+from ..publish import publish
 from .optim import learning_rate
 
 _NAME = re.compile(r"^checkpoint-(\d+)$")
@@ -123,8 +124,7 @@ def save_checkpoint(
     if accelerator.is_main_process:
         # The marker file is written last, inside the temporary folder; the rename publishes it all at once.
         (tmp / STATE_FILE).write_text(json.dumps({"step": step}))
-        shutil.rmtree(final, ignore_errors=True)
-        os.replace(tmp, final)
+        publish(tmp, final)
         if limit is not None:
             for old in list_checkpoints(folder)[:-limit]:
                 shutil.rmtree(old)

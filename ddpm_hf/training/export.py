@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 import shutil
 from pathlib import Path
 
@@ -16,6 +15,7 @@ from ..card import render_model_card
 from ..grid import image_grid
 from ..hub import pipeline_files, upload_folder
 from ..pipeline import DDPMPaperPipeline
+from ..publish import publish
 from ..scheduler import DDPMPaperScheduler
 from ..unet import DDPMUNet2DModel
 from .config import TrainConfig
@@ -101,11 +101,8 @@ def save_pipeline(pipe: DDPMPaperPipeline, cfg: TrainConfig, output_dir: Path) -
         repo_id, dataset=cfg.dataset_name, training_details=training_table(cfg, pipe), samples=SAMPLES_FILE
     )
     card.save(tmp / "README.md")
-    for entry in sorted(tmp.iterdir()):
-        target = output_dir / entry.name
-        if target.is_dir():
-            shutil.rmtree(target)
-        os.replace(entry, target)
+    for entry in sorted(tmp.iterdir()):  # each part whole: the folder also holds the run's checkpoints and grids
+        publish(entry, output_dir / entry.name)
     tmp.rmdir()
 
 

@@ -23,8 +23,9 @@ from accelerate.state import AcceleratorState
 from accelerate.utils import ProjectConfiguration, set_seed
 from tqdm.auto import tqdm
 
-from ..data import ImageDataset, load_image_dataset, scale_to_model
+from ..data import ImageDataset, load_image_dataset
 from ..fastpath import eps_model, memory_format
+from ..pixels import scale_to_model
 from .batches import micro_batch_size, micro_slice, step_loader, step_randomness
 from .callbacks import TrainerCallback
 from .checkpoint import resolve_checkpoint, resume, save_checkpoint
