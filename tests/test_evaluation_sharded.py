@@ -25,7 +25,7 @@ from PIL import Image
 import processes
 import run_examples
 from ddpm_hf import DDPMPaperPipeline, DDPMPaperScheduler
-from ddpm_hf.evaluation import FIDStatistics, SampleStore, Shard, ShardStore, StoreMismatchError
+from ddpm_hf.evaluation import FIDStatistics, SampleStore, Shard, ShardStore, StoreDamagedError, StoreMismatchError
 from tiny import tiny_pipeline
 from tiny_inception import TinyWithHead, save_tiny
 
@@ -311,6 +311,29 @@ def test_store_refuses_other_runs_and_strays(tmp_path):
     (tmp_path / "pngs" / "mine.png").write_bytes(b"not ours")
     with pytest.raises(StoreMismatchError, match=r"no manifest\.json"):
         ShardStore(tmp_path / "pngs", {"kind": "test"}, shard_size=4).check()
+
+
+def test_damaged_stores_are_named_and_damaged_shards_made_again(tmp_path, capsys):
+    """A truncated manifest.json was a bare JSONDecodeError; a truncated PNG or missing image went unnoticed."""
+    store = SampleStore(tmp_path / "s", {"kind": "test"}, shard_size=2)
+    store.create()
+    images = torch.randint(0, 256, (4, 3, 8, 8), dtype=torch.uint8)
+    for shard in (Shard(0, 2), Shard(2, 4)):
+        store.write_samples(shard, images[shard.start : shard.end], {"f": np.zeros((2, 3), np.float32)})
+    png = tmp_path / "s" / "00000002-00000004" / "00000003.png"
+    png.write_bytes(png.read_bytes()[:-20])
+    assert "00000003.png is truncated" in store.damage(Shard(2, 4)) and store.damage(Shard(0, 2)) is None
+    store.create()  # as every run starts: the damaged shard is moved aside, named, and missing again
+    assert "00000003.png is truncated (it has no PNG end marker); shard 00000002-00000004 moved to" in (
+        capsys.readouterr().err
+    )
+    assert store.missing(4) == [Shard(2, 4)] and len(list((tmp_path / "s.damaged").iterdir())) == 1
+    (tmp_path / "s" / "00000000-00000002" / "00000001.png").unlink()
+    assert store.damage(Shard(0, 2)).endswith("00000001.png is missing")
+    manifest = tmp_path / "s" / "manifest.json"
+    manifest.write_text(manifest.read_text()[:10])
+    with pytest.raises(StoreDamagedError, match=r"manifest\.json is not readable JSON .*Restore the file"):
+        SampleStore(tmp_path / "s", {"kind": "test"}).check()
 
 
 def test_sample_store_pngs_round_trip(tmp_path):

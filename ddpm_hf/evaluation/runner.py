@@ -25,7 +25,7 @@ import numpy as np
 import torch
 from safetensors.torch import save as safetensors_bytes
 
-from ..data import ImageDataset, load_image_dataset, network_images
+from ..data import ImageDataset, ImageMismatchError, load_image_dataset, network_images
 from ..fastpath import resolve_precision
 from ..grid import image_grid
 from ..pipeline import DDPMPaperPipeline, NonFiniteSampleError
@@ -520,7 +520,102 @@ def nll_data(settings: EvaluationSettings, pipe: DDPMPaperPipeline) -> tuple[Ima
     converting them is asked) and how many to bound."""
     ds, column = load_image_dataset(settings.nll_dataset, split=settings.nll_split)
     count = len(ds) if settings.nll_num_images is None else min(settings.nll_num_images, len(ds))
-    images, note = network_images(ds, column, pipe.unet.config, settings.convert_images)
+    try:
+        images, note = network_images(ds, column, pipe.unet.config, settings.convert_images)
+    except ImageMismatchError as e:
+        raise EvaluationError(str(e)) from None
     if note:
         print(note, flush=True)
     return images, count
+
+
+def bound_shard_dir(output: str | os.PathLike) -> Path:
+    """Where `evaluate_bound` keeps per-image results by default: OUTPUT without .json, plus `_shards`."""
+    path = Path(output)
+    return path.with_name((path.name[:-5] if path.name.endswith(".json") else path.name) + "_shards")
+
+
+def evaluate_bound(
+    model: DDPMPaperPipeline | str | os.PathLike,
+    *,
+    num_images: int,
+    output: str | os.PathLike,
+    dataset: str | None = None,
+    data_dir: str | None = None,
+    split: str = "test",
+    image_column: str | None = None,
+    convert_images: bool = False,
+    seed: int = 0,
+    batch_size: int = 256,
+    clip_denoised: bool = True,
+    shard_size: int | None = None,
+    shard_dir: str | os.PathLike | None = None,
+    revision: str | None = None,
+    device: str | torch.device | None = None,
+) -> dict | None:
+    """The variational bound in bits/dim of the first `num_images` images of a dataset (Table 1's NLL column), on
+    one process or every process of an `accelerate launch` (what `examples/evaluate_nll.py` runs).
+
+    Image i's bound draws its noise from a generator seeded `seed + i`, so each value, and the mean ± s.e., are the
+    same for any number of processes. Per-image results are kept shard by shard in `shard_dir` (default: beside
+    `output`): the same call after a crash bounds only the missing images; another model, seed, data, clipping or
+    `batch_size` (the noise is drawn that many (image, t) pairs at a time) is refused. Returns the report (also
+    written to `output` as JSON) on the main process, None on the others.
+    """
+    procs = Processes(device)
+    pipe, name, model_sha, _ = load_model(model, revision, procs.device)
+    ds, column = load_image_dataset(dataset, data_dir, split, image_column)
+    if not 1 <= num_images <= len(ds):
+        raise EvaluationError(f"num_images {num_images} is out of range: the {split} split has {len(ds)} images")
+    try:
+        images, note = network_images(ds, column, pipe.unet.config, convert_images)
+    except ImageMismatchError as e:
+        raise EvaluationError(str(e)) from None
+    if note and procs.is_main:
+        print(note, flush=True)
+    settings = BoundSettings(seed, batch_size, clip_denoised=clip_denoised)
+    identity = {
+        "kind": "nll",
+        "model_weights_sha256": model_sha,
+        "seed": seed,
+        "dataset": dataset or data_dir,
+        "split": split,
+        "clip_denoised": clip_denoised,
+        "batch_size": batch_size,  # the noise is drawn in chunks of this many (image, t) pairs
+        "precision": settings.precision,
+    }
+    store = ShardStore(shard_dir or bound_shard_dir(output), identity, shard_size, default_shard_size=64)
+    store.check()
+    procs.barrier()
+    progress_dir, missing = store.root / ".progress", None
+    if procs.is_main:
+        store.create()
+        JobProgress.reset(progress_dir)
+        missing = store.missing(num_images)
+    procs.barrier()
+    missing = procs.share(missing)
+
+    start = time.perf_counter()
+    progress = JobProgress(progress_dir, procs, sum(len(shard) for shard in missing), desc="bits/dim")
+    try:
+        bound_shards(pipe, store, procs.mine(missing), images, settings, progress, Timings())
+    except NonFiniteSampleError as e:
+        raise EvaluationError(f"{e} Nothing was written.") from None
+    progress.finish()
+    procs.barrier()
+    if not procs.is_main:
+        return None
+    report = {
+        "model": name,
+        "model_weights_sha256": model_sha,
+        "dataset": identity["dataset"],
+        "split": split,
+        "clip_denoised": clip_denoised,
+        "seed": seed,
+        **bound_summary(store, num_images),
+        "num_processes": procs.count,
+        "images_made": sum(len(shard) for shard in missing),  # by this run; the rest were found in the shards
+        "seconds": time.perf_counter() - start,
+    }
+    write_file(output, json.dumps(report, indent=1).encode())
+    return report
