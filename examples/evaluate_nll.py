@@ -24,8 +24,7 @@ from cli import (
     positive_int,
 )
 
-from ddpm_hf.evaluation import EvaluationError, StoreMismatchError
-from ddpm_hf.evaluation.runner import evaluate_bound
+from ddpm_hf.evaluation import EvaluationError, StoreMismatchError, evaluate_bound
 
 
 def main(argv: list[str] | None = None) -> dict | None:
