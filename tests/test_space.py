@@ -89,6 +89,7 @@ def test_space_on_a_model_branch_is_refused(hub_server, model, run_example):
     assert ("model", "user/m3") not in hub_server.server.repos  # refused before anything is pushed
 
 
-def test_upload_folder_takes_only_model_and_space_repos(tmp_path):
-    with pytest.raises(ValueError, match="repo_type must be 'model' or 'space'"):
-        upload_folder(tmp_path, "user/x", files=[], repo_type="dataset")
+def test_upload_folder_takes_only_model_space_and_dataset_repos(tmp_path):
+    # dataset repos hold reference statistics (ddpm_hf.evaluation.push_reference, tested in test_evaluation_cli.py)
+    with pytest.raises(ValueError, match="repo_type must be 'model', 'space' or 'dataset'"):
+        upload_folder(tmp_path, "user/x", files=[], repo_type="bucket")
