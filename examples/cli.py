@@ -6,7 +6,6 @@ import argparse
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-import diffusers
 import torch
 from PIL import Image
 
@@ -14,9 +13,7 @@ from ddpm_hf import DDPMPaperPipeline
 from ddpm_hf.checks import non_negative_int, positive_int  # noqa: F401 (the scripts' argparse types)
 from ddpm_hf.data import ImageDataset, ImageMismatchError, load_image_dataset
 from ddpm_hf.data import network_images as data_network_images
-from ddpm_hf.evaluation.distributed import Processes
 from ddpm_hf.evaluation.runner import folder_weights_sha256 as weights_sha256  # noqa: F401 (the scripts')
-from ddpm_hf.evaluation.runner import resolve_model
 from ddpm_hf.grid import image_grid
 from ddpm_hf.pixels import to_pil, uint8_to_pil
 
@@ -46,23 +43,9 @@ def add_model_arguments(
     add_device_argument(parser, device)
 
 
-def load_pipeline(args: argparse.Namespace, folder: str | None = None) -> DDPMPaperPipeline:
-    """The pipeline of --model at --revision (or of `folder`, a copy of it already downloaded), on --device."""
-    if folder is not None:
-        return DDPMPaperPipeline.from_pretrained(folder).to(args.device)
+def load_pipeline(args: argparse.Namespace) -> DDPMPaperPipeline:
+    """The pipeline of --model at --revision, on --device."""
     return DDPMPaperPipeline.from_pretrained(args.model, revision=args.revision).to(args.device)
-
-
-def open_job(args: argparse.Namespace) -> tuple[Processes, DDPMPaperPipeline, str, str | None]:
-    """What a sharded evaluation job starts from: its processes (setting `args.device` to this one's), the pipeline
-    with its own progress bars off (the job has one, on the main process), its folder and Hub commit."""
-    procs = Processes(args.device)
-    args.device = procs.device
-    folder, revision = resolve_model(args.model, args.revision)
-    diffusers.utils.logging.disable_progress_bar()
-    pipe = load_pipeline(args, folder)
-    pipe.set_progress_bar_config(disable=True)
-    return procs, pipe, folder, revision
 
 
 def add_output_arguments(parser: argparse.ArgumentParser, script: str, **files: str) -> None:
