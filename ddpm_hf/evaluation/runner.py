@@ -16,7 +16,7 @@ import json
 import math
 import os
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -413,7 +413,8 @@ def evaluate(
     )
     nll, nll_images, num_nll = None, None, 0
     if "nll" in config.metrics:
-        nll_images, num_nll = nll_data(config, pipe)
+        nll_images = bound_images(procs, pipe, config.nll_dataset, None, config.nll_split, None, config.convert_images)
+        num_nll = len(nll_images) if config.nll_num_images is None else min(config.nll_num_images, len(nll_images))
         nll = ShardStore(
             output_dir / "nll",
             {
@@ -429,23 +430,18 @@ def evaluate(
             config.shard_size,
             default_shard_size=config.batch_size,
         )
-    stores = [s for s in (samples, nll) if s is not None]
-    for store in stores:
-        store.check()
-    procs.barrier()  # every process has read the manifests before the main process writes one
-    progress_dir, plan = output_dir / ".progress", None
-    if procs.is_main:
-        for store in stores:
-            store.create()
-        JobProgress.reset(progress_dir)
-        specs_names = [name for spec in measures.specs for name in spec.names]
-        plan = {
+    progress_dir = output_dir / ".progress"
+    specs_names = [name for spec in measures.specs for name in spec.names]
+    plan = plan_work(
+        procs,
+        [s for s in (samples, nll) if s is not None],
+        progress_dir,
+        lambda: {
             "backfill": shards_lacking(samples, num_samples, specs_names),
             "sample": samples.missing(num_samples),
             "nll": nll.missing(num_nll) if nll is not None else [],
-        }
-    procs.barrier()
-    plan = procs.share(plan)
+        },
+    )
 
     # --- the work, split by shard over the processes ---------------------------------------------------------
     work_start = time.perf_counter()
@@ -515,18 +511,41 @@ def evaluate(
     return report
 
 
-def nll_data(settings: EvaluationSettings, pipe: DDPMPaperPipeline) -> tuple[ImageDataset, int]:
-    """The test images of the bound (uint8 [C, H, W] at the network's size, refused if unlike its images unless
-    converting them is asked) and how many to bound."""
-    ds, column = load_image_dataset(settings.nll_dataset, split=settings.nll_split)
-    count = len(ds) if settings.nll_num_images is None else min(settings.nll_num_images, len(ds))
+def plan_work(procs: Processes, stores: list[ShardStore], progress_dir: Path, plan: Callable[[], Any]) -> Any:
+    """Every process checks the stores (refusing another run's results) before the main process creates them,
+    resets the job's progress and makes the `plan` of what is missing, which every process then gets."""
+    for store in stores:
+        store.check()
+    procs.barrier()  # every process has read the manifests before the main process writes one
+    made = None
+    if procs.is_main:
+        for store in stores:
+            store.create()
+        JobProgress.reset(progress_dir)
+        made = plan()
+    procs.barrier()
+    return procs.share(made)
+
+
+def bound_images(
+    procs: Processes,
+    pipe: DDPMPaperPipeline,
+    dataset: str | None,
+    data_dir: str | None,
+    split: str,
+    image_column: str | None,
+    convert_images: bool,
+) -> ImageDataset:
+    """The images to bound (uint8 [C, H, W] at the network's size), refused (`EvaluationError`) if unlike the
+    network's images unless converting them is asked, which the main process then says."""
+    ds, column = load_image_dataset(dataset, data_dir, split, image_column)
     try:
-        images, note = network_images(ds, column, pipe.unet.config, settings.convert_images)
+        images, note = network_images(ds, column, pipe.unet.config, convert_images)
     except ImageMismatchError as e:
         raise EvaluationError(str(e)) from None
-    if note:
+    if note and procs.is_main:
         print(note, flush=True)
-    return images, count
+    return images
 
 
 def bound_shard_dir(output: str | os.PathLike) -> Path:
@@ -564,15 +583,9 @@ def evaluate_bound(
     """
     procs = Processes(device)
     pipe, name, model_sha, _ = load_model(model, revision, procs.device)
-    ds, column = load_image_dataset(dataset, data_dir, split, image_column)
-    if not 1 <= num_images <= len(ds):
-        raise EvaluationError(f"num_images {num_images} is out of range: the {split} split has {len(ds)} images")
-    try:
-        images, note = network_images(ds, column, pipe.unet.config, convert_images)
-    except ImageMismatchError as e:
-        raise EvaluationError(str(e)) from None
-    if note and procs.is_main:
-        print(note, flush=True)
+    images = bound_images(procs, pipe, dataset, data_dir, split, image_column, convert_images)
+    if not 1 <= num_images <= len(images):
+        raise EvaluationError(f"num_images {num_images} is out of range: the {split} split has {len(images)} images")
     settings = BoundSettings(seed, batch_size, clip_denoised=clip_denoised)
     identity = {
         "kind": "nll",
@@ -585,15 +598,8 @@ def evaluate_bound(
         "precision": settings.precision,
     }
     store = ShardStore(shard_dir or bound_shard_dir(output), identity, shard_size, default_shard_size=64)
-    store.check()
-    procs.barrier()
-    progress_dir, missing = store.root / ".progress", None
-    if procs.is_main:
-        store.create()
-        JobProgress.reset(progress_dir)
-        missing = store.missing(num_images)
-    procs.barrier()
-    missing = procs.share(missing)
+    progress_dir = store.root / ".progress"
+    missing = plan_work(procs, [store], progress_dir, lambda: store.missing(num_images))
 
     start = time.perf_counter()
     progress = JobProgress(progress_dir, procs, sum(len(shard) for shard in missing), desc="bits/dim")
