@@ -11,8 +11,6 @@ does it, as for DINOv2 (an approximation of theirs, not bit for bit).
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import numpy as np
 import torch
 
@@ -36,16 +34,7 @@ class CLIP(HubImageEncoder):
     network_class = "CLIPVisionModelWithProjection"
     mean, std = CLIP_MEAN, CLIP_STD
     what, flag, weights_error = "CLIP", "--clip_model", CLIPWeightsError
-
-    def __init__(
-        self,
-        model: str = DEFAULT_CLIP,
-        device: str | torch.device = "cpu",
-        revision: str | None = None,
-        cache_dir: str | Path | None = None,
-    ) -> None:
-        super().__init__(model, device, revision, cache_dir)
-        self.input_size = int(self.net.config.image_size)  # 336 for the paper's network
+    default_model = DEFAULT_CLIP  # its input size, 336, is the network's own (`HubImageEncoder.input_size`)
 
     @property
     def dim(self) -> int:

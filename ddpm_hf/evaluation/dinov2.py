@@ -94,18 +94,20 @@ class HubImageEncoder(torch.nn.Module):
     name = ""
     has_classifier = False
     network_class = ""  # the transformers class that loads the folder
-    input_size = INPUT_SIZE
+    default_model = DEFAULT_DINOV2
     mean, std = IMAGENET_MEAN, IMAGENET_STD
     what, flag, weights_error = "DINOv2", "--dinov2_model", DINOv2WeightsError
 
     def __init__(
         self,
-        model: str,
+        model: str | None = None,
         device: str | torch.device = "cpu",
         revision: str | None = None,
         cache_dir: str | Path | None = None,
     ) -> None:
+        """`model`: a Hub id or a local folder (default: the class's `default_model`)."""
         super().__init__()
+        model = model or self.default_model
         try:
             import transformers
             from transformers.utils import logging as hf_logging
@@ -135,6 +137,11 @@ class HubImageEncoder(torch.nn.Module):
     @property
     def device(self) -> torch.device:
         return next(self.net.parameters()).device
+
+    @property
+    def input_size(self) -> int:
+        """The side the images are resized to: the network's own input size."""
+        return int(self.net.config.image_size)
 
     @property
     def dim(self) -> int:
@@ -176,15 +183,7 @@ class DINOv2(HubImageEncoder):
 
     name = "dinov2"
     network_class = "Dinov2Model"
-
-    def __init__(
-        self,
-        model: str = DEFAULT_DINOV2,
-        device: str | torch.device = "cpu",
-        revision: str | None = None,
-        cache_dir: str | Path | None = None,
-    ) -> None:
-        super().__init__(model, device, revision, cache_dir)
+    input_size = INPUT_SIZE  # dgm-eval's 224, whatever size the checkpoint was trained at
 
     @property
     def dim(self) -> int:
