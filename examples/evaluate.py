@@ -28,7 +28,8 @@ from cli import add_convert_argument, add_model_arguments, non_negative_int, pos
 from ddpm_hf.evaluation import EvaluationError, StoreMismatchError, evaluate
 from ddpm_hf.evaluation.clip import DEFAULT_CLIP
 from ddpm_hf.evaluation.dinov2 import DEFAULT_DINOV2
-from ddpm_hf.evaluation.runner import GRID_FILE, METRICS, REPORT_FILE, EvaluationSettings
+from ddpm_hf.evaluation.report import METRICS, EvaluationSettings
+from ddpm_hf.evaluation.runner import GRID_FILE, REPORT_FILE
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:

@@ -14,7 +14,8 @@ from .inception import InceptionV3, NoClassifierError, default_weights_path, res
 from .inception_score import inception_score, inception_score_of_blocks
 from .precision_recall import PrecisionRecall, manifold_radii, precision_recall
 from .reference import push_reference, reference_statistics, resolve_reference
-from .runner import EvaluationError, EvaluationReport, EvaluationSettings, evaluate, evaluate_bound
+from .report import EvaluationError, EvaluationReport, EvaluationSettings
+from .runner import evaluate, evaluate_bound
 from .store import SampleStore, Shard, ShardStore, StoreDamagedError, StoreMismatchError
 
 __all__ = [

@@ -1,0 +1,136 @@
+"""What an evaluation is asked (`EvaluationSettings`, checked when made) and what it answers (`EvaluationReport`,
+metrics.json)."""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from ..publish import write_file
+from .clip import DEFAULT_CLIP
+from .dinov2 import DEFAULT_DINOV2
+from .kid import SUBSET_SIZE as KID_SUBSET_SIZE
+from .kid import SUBSETS as KID_SUBSETS
+from .precision_recall import NEIGHBOURHOOD
+
+METRICS = ("fid", "is", "nll", "precision_recall", "fd_dinov2", "kid", "cmmd")
+SAMPLE_METRICS = {"fid", "is", "precision_recall", "fd_dinov2", "kid", "cmmd"}
+INCEPTION_METRICS = {"fid", "is", "precision_recall", "kid"}
+REFERENCE_FEATURE_METRICS = {"precision_recall", "kid"}  # compare with the reference's features, not statistics
+
+
+class EvaluationError(ValueError):
+    """An evaluation that cannot run as asked (a missing reference, weights without a classifier head, metrics that
+    came out non-finite...); raised before any sampling where it can be known then."""
+
+
+@dataclass(frozen=True)
+class EvaluationSettings:
+    """What `evaluate` measures and how; checked when made. `nll_dataset` is a Hub id, a local dataset or
+    `sklearn-digits`; `nll_batch_size` defaults to `batch_size`."""
+
+    metrics: tuple[str, ...] = ("fid",)
+    num_samples: int = 50_000
+    batch_size: int = 256  # per process
+    num_inference_steps: int = 1000
+    seed: int = 0
+    precision: str = "auto"
+    shard_size: int | None = None
+    grid_size: int = 64
+    reference: str | None = None
+    inception_weights: str | None = None
+    is_splits: int = 10
+    kid_subsets: int = KID_SUBSETS
+    kid_subset_size: int = KID_SUBSET_SIZE
+    reference_dinov2: str | None = None
+    dinov2_model: str = DEFAULT_DINOV2
+    reference_clip: str | None = None
+    clip_model: str = DEFAULT_CLIP
+    nll_dataset: str | None = None
+    nll_split: str = "test"
+    nll_num_images: int | None = None
+    nll_batch_size: int | None = None
+    convert_images: bool = False
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "metrics", tuple(self.metrics))
+        if self.nll_batch_size is None:
+            object.__setattr__(self, "nll_batch_size", self.batch_size)
+        unknown = [m for m in self.metrics if m not in METRICS]
+        if unknown or not self.metrics:
+            raise EvaluationError(f"metrics must be some of {', '.join(METRICS)}, got {list(self.metrics)}")
+        positive = ("num_samples", "batch_size", "num_inference_steps", "is_splits", "nll_batch_size", "kid_subsets")
+        for name in (*positive, "kid_subset_size"):
+            if not isinstance(getattr(self, name), int) or getattr(self, name) < 1:
+                raise EvaluationError(f"{name} must be a positive whole number, got {getattr(self, name)!r}")
+        if not isinstance(self.grid_size, int) or self.grid_size < 0:
+            raise EvaluationError(f"grid_size must be a whole number ≥ 0, got {self.grid_size!r}")
+        if self.precision not in ("auto", "fp32", "bf16"):
+            raise EvaluationError(f"precision must be auto, fp32 or bf16, got {self.precision!r}")
+        asked = set(self.metrics)
+        against_reference = sorted(({"fid"} | REFERENCE_FEATURE_METRICS) & asked)
+        if against_reference and not self.reference:
+            raise EvaluationError(
+                f"{' and '.join(against_reference)} need reference statistics (make them with fid_stats.py)"
+            )
+        if "fd_dinov2" in asked and not self.reference_dinov2:
+            raise EvaluationError("fd_dinov2 needs DINOv2 reference statistics (fid_stats.py --extractor dinov2)")
+        if "cmmd" in asked and not self.reference_clip:
+            raise EvaluationError(
+                "cmmd needs the reference's CLIP embeddings (fid_stats.py --extractor clip --save_features)"
+            )
+        if "nll" in asked and not self.nll_dataset:
+            raise EvaluationError("nll needs a dataset to bound (the paper reports the CIFAR-10 test set)")
+        if "is" in asked and self.num_samples < self.is_splits:
+            raise EvaluationError(f"the Inception Score needs num_samples ≥ is_splits ({self.is_splits})")
+        if "precision_recall" in asked and self.num_samples <= NEIGHBOURHOOD:
+            raise EvaluationError(f"precision_recall needs more than {NEIGHBOURHOOD} samples (its k-NN balls)")
+        if "kid" in asked and (self.num_samples < 2 or self.kid_subset_size < 2):
+            raise EvaluationError(
+                "kid needs at least 2 samples and a kid_subset_size of at least 2 (its unbiased MMD²)"
+            )
+
+    @property
+    def samples_to_make(self) -> int:
+        """Samples the metrics need, or only the grid's when none is measured on samples."""
+        return self.num_samples if SAMPLE_METRICS & set(self.metrics) else min(self.num_samples, self.grid_size)
+
+
+@dataclass
+class EvaluationReport:
+    """What an evaluation measured: `metrics` (name → value), `measurements` (each metric's image count, feature
+    extractor and reference), and the rest of the run's record (`to_dict()`, as metrics.json holds it)."""
+
+    record: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def metrics(self) -> dict[str, float | None]:
+        return self.record["metrics"]
+
+    @property
+    def measurements(self) -> dict[str, dict]:
+        return self.record["measurements"]
+
+    @property
+    def model_weights_sha256(self) -> str:
+        return self.record["model_weights_sha256"]
+
+    def to_dict(self) -> dict[str, Any]:
+        return dict(self.record)
+
+    def save(self, path: str | os.PathLike) -> None:
+        write_file(path, (json.dumps(self.record, indent=2) + "\n").encode())
+
+    @classmethod
+    def load(cls, path: str | os.PathLike) -> EvaluationReport:
+        """A metrics.json written by `evaluate` (or `examples/evaluate.py`), refused if it is not one."""
+        try:
+            record = json.loads(Path(path).read_text())
+        except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
+            raise EvaluationError(f"{path} is not a readable metrics JSON ({e})") from e
+        if not isinstance(record, dict) or not isinstance(record.get("metrics"), dict):
+            raise EvaluationError(f"{path} is not an evaluation report: it has no 'metrics'")
+        return cls(record)
