@@ -112,6 +112,7 @@ def render_model_card(
     revision: str | None = None,
     license: str = "apache-2.0",
     samples: str | None = None,
+    variance: str | None = None,
 ) -> ModelCard:
     """The model card pushed with a checkpoint, rendered from `model_card.md` with `huggingface_hub.ModelCard`.
 
@@ -125,6 +126,8 @@ def render_model_card(
         revision: the branch the card is pushed to, for the usage snippet.
         license: the SPDX id in the metadata.
         samples: the path, in the repo, of a sample grid pushed with the card (shown under Samples).
+        variance: markdown on the scheduler's reverse variance where it is not the paper's (Analytic-DPM's, from
+            `ddpm_hf.analytic.describe`), under "Reverse variance".
     """
     dataset = dataset_id(dataset)
     if hasattr(metrics, "to_dict"):  # an EvaluationReport (not imported here: the card needs no evaluation stack)
@@ -151,6 +154,7 @@ def render_model_card(
         metric_rows=rows,
         evaluation=metrics or {},
         samples=samples,
+        variance=variance,
     )
 
 
@@ -162,13 +166,14 @@ def card_section(card: ModelCard | str, heading: str) -> str | None:
 
 
 def rerender_card(card_path: str | Path, repo_id: str, **kwargs: Any) -> ModelCard:
-    """A card for `repo_id` keeping the training details and dataset of a card saved by training (if any)."""
+    """A card for `repo_id` keeping the training details, dataset and reverse-variance note of a saved card (if any)."""
     path = Path(card_path)
     if path.is_file():
         old = ModelCard.load(path)
         training = card_section(old, "Training")
         kwargs.setdefault("training_details", None if training == NO_TRAINING_DETAILS else training)
         kwargs.setdefault("dataset", (old.data.datasets or [None])[0])
+        kwargs.setdefault("variance", card_section(old, "Reverse variance"))
     if (path.parent / "samples.png").is_file():  # a training folder's grid, pushed with it
         kwargs.setdefault("samples", "samples.png")
     return render_model_card(repo_id, **kwargs)

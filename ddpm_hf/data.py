@@ -16,6 +16,8 @@ if TYPE_CHECKING:  # imported where used: `import ddpm_hf` (and sampling) needs 
     import datasets
 
 DIGITS = "sklearn-digits"  # scikit-learn's bundled 8×8 digits: data that needs no download
+# Its splits: the first 1,500 digits to train on, the last 297 held out (each class 27 to 33 times).
+DIGITS_SPLITS = {"train": slice(0, 1500), "test": slice(1500, None)}
 IMAGE_COLUMNS = ("image", "img")
 
 
@@ -27,16 +29,21 @@ class BadImageError(ValueError):
         self.where = where
 
 
-def digits_dataset() -> datasets.Dataset:
-    """scikit-learn's 1,797 8×8 digits (values 0..16) as 8-bit grayscale PNGs with their labels."""
+def digits_dataset(split: str = "train") -> datasets.Dataset:
+    """A split of scikit-learn's 1,797 8×8 digits (values 0..16) as 8-bit grayscale PNGs with their labels:
+    "train" (the first 1,500) or "test" (the last 297, held out)."""
     import datasets
     from sklearn.datasets import load_digits
 
+    if split not in DIGITS_SPLITS:
+        raise ValueError(f"{DIGITS} has the splits {sorted(DIGITS_SPLITS)}, not {split!r}")
     digits = load_digits()
-    pixels = np.round(digits.images * (255.0 / 16.0)).astype(np.uint8)
+    part = DIGITS_SPLITS[split]
+    pixels = np.round(digits.images[part] * (255.0 / 16.0)).astype(np.uint8)
     features = datasets.Features({"image": datasets.Image(), "label": datasets.ClassLabel(num_classes=10)})
     return datasets.Dataset.from_dict(
-        {"image": [Image.fromarray(p, mode="L") for p in pixels], "label": digits.target.tolist()}, features=features
+        {"image": [Image.fromarray(p, mode="L") for p in pixels], "label": digits.target[part].tolist()},
+        features=features,
     )
 
 
@@ -59,7 +66,7 @@ def load_image_dataset(
     if (dataset_name is None) == (train_data_dir is None):
         raise ValueError("pass exactly one of dataset_name and train_data_dir")
     if dataset_name == DIGITS:
-        ds = digits_dataset()
+        ds = digits_dataset(split)
     elif dataset_name is not None and any(
         os.path.isfile(os.path.join(dataset_name, f)) for f in ("state.json", "dataset_dict.json")
     ):

@@ -15,7 +15,9 @@ import torch
 
 from .checks import check_choice
 
-VarianceType = Literal["fixed_small", "fixed_large"]
+VarianceType = Literal["fixed_small", "fixed_large", "analytic"]
+# Images on the model's scale lie in [-1, 1]: Bao et al.'s (b - a) / 2, which bounds the posterior variance of x_0.
+DATA_HALF_RANGE = 1.0
 
 
 @dataclass(frozen=True)
@@ -82,10 +84,30 @@ def make_tables(betas: np.ndarray | torch.Tensor) -> DiffusionTables:
     )
 
 
-def model_log_variance_table(tables: DiffusionTables, variance_type: VarianceType) -> torch.Tensor:
-    """log σ_t² of the reverse process (Sec. 3.2): β̃_t for fixed_small; β_t, with β̃_1 at t = 0, for fixed_large."""
-    if check_choice("variance_type", variance_type, VarianceType) == "fixed_small":
+def analytic_variance(tables: DiffusionTables, gamma: torch.Tensor) -> torch.Tensor:
+    """σ*_t² = β̃_t + c_t² (1 - ᾱ_t)/ᾱ_t (1 - Γ_t), Analytic-DPM's optimal reverse variance (Bao et al. 2022, Thm. 1),
+    with E‖x_0 - E[x_0 | x_t]‖²/d clipped to [0, ((b - a)/2)²] (Thm. 2's bounds); c_t = `posterior_mean_coef1`.
+
+    `gamma[t]` = Γ_t = E‖ε_θ(x_t, t)‖²/d at the chain's step t; any chain (full or respaced) whose tables are given.
+    """
+    x0_variance = (1.0 - tables.alphas_cumprod) / tables.alphas_cumprod * (1.0 - gamma.to(torch.float64))
+    x0_variance = x0_variance.clamp(0.0, DATA_HALF_RANGE**2)
+    return tables.posterior_variance + tables.posterior_mean_coef1**2 * x0_variance
+
+
+def model_log_variance_table(
+    tables: DiffusionTables, variance_type: VarianceType, gamma: torch.Tensor | None = None
+) -> torch.Tensor:
+    """log σ_t² of the reverse process (Sec. 3.2): β̃_t for fixed_small; β_t, with β̃_1 at t = 0, for fixed_large;
+    Analytic-DPM's σ*_t² for analytic (given Γ at each step), with fixed_small's decoder variance at t = 0."""
+    variance_type = check_choice("variance_type", variance_type, VarianceType)
+    if variance_type == "fixed_small":
         return tables.posterior_log_variance_clipped
+    if variance_type == "analytic":
+        if gamma is None or gamma.shape != tables.betas.shape:
+            raise ValueError(f"variance_type='analytic' needs Γ at each of the chain's {len(tables.betas)} steps")
+        # The decoder p(x_0 | x_1) is a discretised Gaussian, not a KL term: it keeps β̃_1, as Analytic-DPM's code.
+        return torch.cat([tables.posterior_log_variance_clipped[:1], torch.log(analytic_variance(tables, gamma)[1:])])
     # β̃_1 at t = 0 gives the better decoder likelihood, as in the reference.
     first = tables.posterior_variance[1:2] if len(tables.betas) > 1 else tables.betas[:1]
     return torch.log(torch.cat([first, tables.betas[1:]]))

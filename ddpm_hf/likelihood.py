@@ -9,16 +9,18 @@ dtype, so that sums over 1000 terms of size ~1e-4 keep their digits.
 from __future__ import annotations
 
 import math
+from collections.abc import Iterator
 from dataclasses import dataclass
+from typing import NamedTuple
 
 import torch
 from diffusers.utils.torch_utils import randn_tensor
 
 from .checks import check_int
-from .diffusion import p_mean_variance, q_posterior_mean_variance, q_sample
+from .diffusion import DiffusionTables, p_mean_variance, q_posterior_mean_variance, q_sample
 from .fastpath import EpsModel
 from .progress import Progress, track
-from .scheduler import DDPMPaperScheduler
+from .scheduler import Chain, DDPMPaperScheduler
 
 BIN_HALF_WIDTH = 1.0 / 255.0  # 8-bit pixels scaled to [-1, 1] lie 2/255 apart
 EDGE = 0.999  # pixels beyond ±EDGE are the extreme values, whose bins extend to ±∞
@@ -58,25 +60,25 @@ def discretized_gaussian_log_likelihood(x: torch.Tensor, means: torch.Tensor, lo
     return torch.where(x < -EDGE, log_cdf_plus, torch.where(x > EDGE, log_one_minus_cdf_min, log_cdf_delta))
 
 
-def prior_bpd(scheduler: DDPMPaperScheduler, x_0: torch.Tensor) -> torch.Tensor:
-    """L_T = KL(q(x_T | x_0) || N(0, I)) in bits/dim per example [B] (the first term of Eq. 5)."""
+def prior_bpd(scheduler: DDPMPaperScheduler | Chain, x_0: torch.Tensor) -> torch.Tensor:
+    """L_T = KL(q(x_T | x_0) || N(0, I)) in bits/dim per example [B] (the first term of Eq. 5), x_T the chain's last."""
     x_0 = x_0.to(torch.float64)
-    t_last = scheduler.config.num_train_timesteps - 1
     tables = scheduler.tables
-    mean = tables.sqrt_alphas_cumprod[t_last] * x_0
-    logvar = tables.log_one_minus_alphas_cumprod[t_last]  # a 0-d CPU scalar, combines with x_0 on any device
+    mean = tables.sqrt_alphas_cumprod[-1] * x_0
+    logvar = tables.log_one_minus_alphas_cumprod[-1]  # a 0-d CPU scalar, combines with x_0 on any device
     return mean_flat(normal_kl(mean, logvar, torch.zeros_like(x_0), torch.zeros_like(x_0))) / math.log(2.0)
 
 
 def vb_terms_bpd(
-    scheduler: DDPMPaperScheduler,
+    scheduler: DDPMPaperScheduler | Chain,
     x_0: torch.Tensor,
     x_t: torch.Tensor,
     t: torch.Tensor,
     eps: torch.Tensor,
     clip_denoised: bool,
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    """The bound's term at each example's t in bits/dim [B] — L_0 where t = 0, L_t otherwise (Eqs. 5, 13) — and x̂_0.
+    """The bound's term at each example's step t in bits/dim [B] — L_0 where t = 0, L_t otherwise (Eqs. 5, 13) —
+    and x̂_0; t indexes the scheduler's full chain, or a `Chain`'s steps.
 
     Runs in float64 and is differentiable with respect to `eps`.
     """
@@ -138,6 +140,45 @@ def _describe(x: object) -> str:
     return f"{x.dtype} of shape {tuple(x.shape)}" if isinstance(x, torch.Tensor) else type(x).__name__
 
 
+class NoisedPairs(NamedTuple):
+    """A batch of (image, step) pairs: x_t ~ q(x_t | x_0) with its noise, and the network's ε_θ(x_t, t)."""
+
+    image: torch.Tensor  # [n] which image of x_0
+    step: torch.Tensor  # [n] which of the timesteps
+    x_0: torch.Tensor  # [n, C, H, W]
+    noise: torch.Tensor  # [n, C, H, W], ε
+    x_t: torch.Tensor  # [n, C, H, W]
+    eps: torch.Tensor  # [n, C, H, W], ε_θ(x_t, t)
+
+
+def noised_pairs(
+    eps_model: EpsModel,
+    tables: DiffusionTables,
+    x_0: torch.Tensor,
+    timesteps: torch.Tensor,
+    generator: torch.Generator | None,
+    batch_size: int,
+    progress: Progress = True,
+) -> Iterator[NoisedPairs]:
+    """Every (image, timestep) pair of x_0 [B, ...] and `timesteps` [K] with fresh noise, `batch_size` pairs per
+    network pass, timestep-major (the order the noise is drawn in), in float64: the Monte Carlo loop of the bound."""
+    if isinstance(generator, list):
+        raise ValueError("pass a single torch.Generator, not a list")
+    num_images, device = x_0.shape[0], x_0.device
+    x_0 = x_0.to(torch.float64)
+    timesteps = timesteps.to(device)
+    num_pairs = num_images * len(timesteps)
+    for start in track(range(0, num_pairs, batch_size), progress):
+        pair = torch.arange(start, min(start + batch_size, num_pairs), device=device)
+        step, image = pair // num_images, pair % num_images
+        x_start, t = x_0[image], timesteps[step]
+        noise = randn_tensor(x_start.shape, generator=generator, device=device, dtype=torch.float64)
+        x_t = q_sample(tables, x_start, t, noise)
+        with torch.no_grad():
+            eps = eps_model(x_t, t)
+        yield NoisedPairs(image, step, x_start, noise, x_t, eps)
+
+
 def bits_per_dim(
     eps_model: EpsModel,
     scheduler: DDPMPaperScheduler,
@@ -146,6 +187,7 @@ def bits_per_dim(
     clip_denoised: bool = True,
     batch_size: int | None = None,
     progress: Progress = True,
+    num_inference_steps: int | None = None,
 ) -> BitsPerDim:
     """The variational bound (Eq. 5) of each image in bits/dim: Table 1's NLL, as the reference's `calc_bpd_loop`.
 
@@ -160,28 +202,20 @@ def bits_per_dim(
         clip_denoised: clip x̂_0 to [-1, 1] before the posterior mean, as the reference does when evaluating.
         batch_size: (image, t) pairs per forward pass.
         progress: show a progress bar (or a callable wrapping the loop).
+        num_inference_steps: the bound of the respaced chain that sampling with this many steps runs
+            (`scheduler.chain`): its prior at its last timestep, a KL per step and the decoder at its first;
+            `terms` then has one column per step. None (default): the full T-step chain.
     """
     _check_images(x_0, scheduler)
-    num_images, num_timesteps = x_0.shape[0], scheduler.config.num_train_timesteps
+    num_images = x_0.shape[0]
     batch_size = check_int("batch_size", num_images if batch_size is None else batch_size)
-    if isinstance(generator, list):
-        raise ValueError("bits_per_dim takes a single torch.Generator, not a list")
-
+    chain = scheduler.chain(num_inference_steps)
     x_0 = x_0.to(torch.float64)
-    device = x_0.device
-    terms = torch.zeros(num_images, num_timesteps, dtype=torch.float64, device=device)
+    terms = torch.zeros(num_images, len(chain.timesteps), dtype=torch.float64, device=x_0.device)
     x0_mse = torch.zeros_like(terms)
-    num_pairs = num_images * num_timesteps
-    for start in track(range(0, num_pairs, batch_size), progress):
-        pair = torch.arange(start, min(start + batch_size, num_pairs), device=device)
-        t, image = pair // num_images, pair % num_images
-        x_start = x_0[image]
-        noise = randn_tensor(x_start.shape, generator=generator, device=device, dtype=torch.float64)
-        x_t = q_sample(scheduler.tables, x_start, t, noise)
-        with torch.no_grad():
-            eps = eps_model(x_t, t)
-        new_terms, pred_xstart = vb_terms_bpd(scheduler, x_start, x_t, t, eps, clip_denoised)
-        terms[image, t] = new_terms
-        x0_mse[image, t] = mean_flat((pred_xstart - x_start) ** 2)
-    prior = prior_bpd(scheduler, x_0)
+    for pairs in noised_pairs(eps_model, scheduler.tables, x_0, chain.timesteps, generator, batch_size, progress):
+        new_terms, pred_xstart = vb_terms_bpd(chain, pairs.x_0, pairs.x_t, pairs.step, pairs.eps, clip_denoised)
+        terms[pairs.image, pairs.step] = new_terms
+        x0_mse[pairs.image, pairs.step] = mean_flat((pred_xstart - pairs.x_0) ** 2)
+    prior = prior_bpd(chain, x_0)
     return BitsPerDim(total=prior + terms.sum(dim=1), prior=prior, terms=terms, x0_mse=x0_mse)

@@ -12,7 +12,7 @@ from diffusers.callbacks import MultiPipelineCallbacks, PipelineCallback
 from diffusers.schedulers.scheduling_utils import SchedulerMixin
 from diffusers.utils.torch_utils import randn_tensor
 
-from . import analysis, likelihood
+from . import analysis, analytic, likelihood
 from .checks import check_choice, check_int
 from .data import images_to_model
 from .fastpath import Precision, eps_model
@@ -221,6 +221,7 @@ class DDPMPaperPipeline(PipelineHubMixin, DiffusionPipeline):
         batch_size: int | None = None,
         precision: Precision = "fp32",
         callback_on_step_end: StepEndCallback | None = None,
+        num_inference_steps: int | None = None,
     ) -> likelihood.BitsPerDim:
         """The variational bound of each image in bits/dim (Table 1's NLL); see `ddpm_hf.likelihood.bits_per_dim`.
 
@@ -234,10 +235,41 @@ class DDPMPaperPipeline(PipelineHubMixin, DiffusionPipeline):
         x_0 = self._images(images)
         with eps_model(self.unet, precision, device=self._execution_device) as eps:
             bpd = likelihood.bits_per_dim(
-                eps, scheduler, x_0, generator, clip_denoised, batch_size, self._passes(callback_on_step_end)
+                eps,
+                scheduler,
+                x_0,
+                generator,
+                clip_denoised,
+                batch_size,
+                self._passes(callback_on_step_end),
+                num_inference_steps,
             )
         check_finite(bpd.total, "images' bounds")
         return bpd
+
+    @torch.no_grad()
+    def estimate_gamma(
+        self,
+        images: Any,
+        num_inference_steps: Sequence[int] | None = None,
+        generator: torch.Generator | None = None,
+        batch_size: int | None = None,
+        precision: Precision = "fp32",
+    ) -> analytic.GammaEstimate:
+        """Γ_t = E‖ε_θ(x_t, t)‖²/d of this network on `images` (training images), the statistic of Analytic-DPM's
+        optimal variance, at every timestep or at those of the given step counts' chains (`ddpm_hf.analytic`).
+
+        `pipe.scheduler = ddpm_hf.analytic.with_analytic_variance(pipe.scheduler, estimate)` then samples and bounds
+        with it; `examples/analytic_variance.py` does both, on many processes and resumably.
+        """
+        scheduler = self._paper_scheduler("estimate_gamma")
+        x_0 = self._images(images)
+        with eps_model(self.unet, precision, device=self._execution_device) as eps:
+            estimate = analytic.estimate_gamma(
+                eps, scheduler, x_0, num_inference_steps, generator, batch_size, self.progress_bar
+            )
+        check_finite(torch.from_numpy(estimate.gamma)[None], "estimates of Γ")
+        return estimate
 
     def _passes(self, callback_on_step_end: StepEndCallback | None) -> Callable[[Iterable], Iterable]:
         """The progress bar over the bound's network passes, calling `callback_on_step_end` after each."""

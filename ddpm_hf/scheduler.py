@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Literal
+from typing import Any, Literal, NamedTuple
 
 import numpy as np
 import torch
@@ -14,6 +14,7 @@ from diffusers.utils.torch_utils import randn_tensor
 
 from .checks import check_choice, check_int
 from .diffusion import (
+    DiffusionTables,
     PMeanVariance,
     VarianceType,
     check_betas,
@@ -61,6 +62,31 @@ def _refuse_other_samplers(**options: object) -> None:
             raise ValueError(f"DDPMPaperScheduler does not implement {name}={value!r}: {why}")
 
 
+def _gamma_table(gamma: Any, num_train_timesteps: int) -> torch.Tensor | None:
+    """Γ_t for t = 0..T-1 as float64, NaN where it was not estimated (None); a ValueError for anything else."""
+    if gamma is None:
+        return None
+    values = list(gamma.tolist() if hasattr(gamma, "tolist") else gamma)
+    if len(values) != num_train_timesteps:
+        raise ValueError(f"analytic_gamma has {len(values)} values but num_train_timesteps={num_train_timesteps}")
+    bad = [t for t, v in enumerate(values) if v is not None and not (isinstance(v, (int, float)) and 0 <= v < np.inf)]
+    if bad:
+        raise ValueError(
+            f"analytic_gamma[{bad[0]}] = {values[bad[0]]!r}: Γ_t = E‖ε_θ(x_t, t)‖²/d is a finite mean square (≥ 0), "
+            "or None where it was not estimated"
+        )
+    return torch.tensor([np.nan if v is None else float(v) for v in values], dtype=torch.float64)
+
+
+class Chain(NamedTuple):
+    """The reverse process on some timesteps: its steps k = 0..K-1 are the ascending timesteps s_k, with the
+    tables of the Markov sub-chain on them (the full chain's own when every timestep is kept)."""
+
+    timesteps: torch.Tensor  # [K] ascending s_k: what the network is called with at step k
+    tables: DiffusionTables
+    model_log_variance: torch.Tensor  # [K] log σ_k² of p(x_{s_(k-1)} | x_{s_k}); at k = 0 the decoder's
+
+
 @dataclass
 class DDPMPaperSchedulerOutput(BaseOutput):
     """Output of `DDPMPaperScheduler.step`, named as diffusers' `DDPMSchedulerOutput`."""
@@ -85,8 +111,13 @@ class DDPMPaperScheduler(SchedulerMixin, ConfigMixin):
         beta_start, beta_end: β_1 and β_T of the linear schedule.
         beta_schedule: only `"linear"`, the paper's; `trained_betas` overrides it.
         trained_betas: explicit β_1..β_T.
-        variance_type: `"fixed_large"` (σ_t² = β_t, the CIFAR-10 model) or `"fixed_small"` (σ_t² = β̃_t); diffusers'
-            `"fixed_small_log"` / `"fixed_large_log"` are the same variances.
+        variance_type: `"fixed_large"` (σ_t² = β_t, the CIFAR-10 model), `"fixed_small"` (σ_t² = β̃_t), the two
+            extremes of Sec. 3.2, or `"analytic"`: Analytic-DPM's optimal variance (Bao et al. 2022) from
+            `analytic_gamma`, for the full chain and every respaced one (`ddpm_hf.analytic`). diffusers'
+            `"fixed_small_log"` / `"fixed_large_log"` are the same variances as the first two.
+        analytic_gamma: Γ_t = E‖ε_θ(x_t, t)‖²/d of the trained network for t = 0..T-1 (None where not estimated),
+            measured by `ddpm_hf.analytic.estimate_gamma`; carried in the config like `trained_betas`.
+        analytic_estimate: how `analytic_gamma` was estimated (images, seed, standard errors, weights hash).
         clip_sample: clip x̂_0 to [-clip_sample_range, clip_sample_range] before computing the posterior mean, as
             the reference does (range 1) when sampling.
         prediction_type: only `"epsilon"`, the paper's parameterisation (Eq. 11).
@@ -120,6 +151,8 @@ class DDPMPaperScheduler(SchedulerMixin, ConfigMixin):
         timestep_spacing: TimestepSpacing = "leading",
         steps_offset: int = 0,
         rescale_betas_zero_snr: bool = False,
+        analytic_gamma: list[float | None] | None = None,
+        analytic_estimate: dict[str, Any] | None = None,
     ) -> None:
         num_train_timesteps = check_int("num_train_timesteps", num_train_timesteps, 1)
         _refuse_other_samplers(
@@ -151,12 +184,19 @@ class DDPMPaperScheduler(SchedulerMixin, ConfigMixin):
         for name, value in self.tables.as_dict().items():
             setattr(self, name, value)
         self.variance_type = _VARIANCE_ALIASES.get(variance_type, variance_type)
-        self.model_log_variance = model_log_variance_table(self.tables, self.variance_type)
+        self.gamma = _gamma_table(analytic_gamma, num_train_timesteps)
+        if self.variance_type == "analytic" and self.gamma is None:
+            raise ValueError(
+                "variance_type='analytic' needs analytic_gamma, Γ_t of the trained network: estimate it with "
+                "ddpm_hf.analytic.estimate_gamma or examples/analytic_variance.py"
+            )
+        # NaN where Γ was not estimated; a chain through such a timestep is refused when it is used (`chain`).
+        self.model_log_variance = model_log_variance_table(self.tables, self.variance_type, self.gamma)
         self.init_noise_sigma = 1.0
         self.one = torch.tensor(1.0)
         self.num_inference_steps: int | None = None
         self.custom_timesteps = False
-        self._set_schedule(np.arange(num_train_timesteps)[::-1].copy())
+        self._set_schedule(np.arange(num_train_timesteps)[::-1].copy(), strict=False)
 
     # --- config: conversions keep every value the source uses -------------------------------------------------
 
@@ -218,13 +258,18 @@ class DDPMPaperScheduler(SchedulerMixin, ConfigMixin):
     ) -> None:
         """Choose the descending timesteps to sample on and build that sub-chain's tables: `num_inference_steps`
         spaced as `timestep_spacing` says, or exactly the given `timesteps` (descending, below T), as diffusers."""
-        num_train = self.config.num_train_timesteps
         if (num_inference_steps is None) == (timesteps is None):
             raise ValueError("pass exactly one of num_inference_steps and timesteps to set_timesteps")
         if timesteps is not None:
-            self._set_schedule(custom_timesteps(timesteps, num_train), device)
+            self._set_schedule(custom_timesteps(timesteps, self.config.num_train_timesteps), device)
             self.num_inference_steps, self.custom_timesteps = len(self.timesteps), True
             return
+        self._set_schedule(self.spaced_timesteps(num_inference_steps), device)
+        self.num_inference_steps, self.custom_timesteps = num_inference_steps, False
+
+    def spaced_timesteps(self, num_inference_steps: int) -> np.ndarray:
+        """The descending timesteps `set_timesteps(num_inference_steps)` samples on, spaced as `timestep_spacing`."""
+        num_train = self.config.num_train_timesteps
         num_inference_steps = check_int("num_inference_steps", num_inference_steps, 1, num_train)
         spacing = self.config.timestep_spacing
         if spacing == "leading":
@@ -238,18 +283,48 @@ class DDPMPaperScheduler(SchedulerMixin, ConfigMixin):
         timesteps = timesteps.astype(np.int64)
         if timesteps.max() >= num_train or timesteps.min() < 0:
             raise ValueError(f"steps_offset={self.config.steps_offset} puts timesteps outside [0, {num_train})")
-        self.num_inference_steps, self.custom_timesteps = num_inference_steps, False
-        self._set_schedule(timesteps, device)
+        return timesteps
 
-    def _set_schedule(self, timesteps: np.ndarray, device: str | torch.device | None = None) -> None:
+    def chain(self, num_inference_steps: int | None = None) -> Chain:
+        """The reverse process that `set_timesteps(num_inference_steps)` samples (the full T-step chain when None),
+        without changing the scheduler's own schedule; refused if its analytic variance lacks a Γ it needs."""
+        if num_inference_steps is None:
+            return self._chain(np.arange(self.config.num_train_timesteps)[::-1])
+        return self._chain(self.spaced_timesteps(num_inference_steps))
+
+    def _chain(self, timesteps: np.ndarray, strict: bool = True) -> Chain:
         ascending = torch.from_numpy(timesteps[::-1].copy())
+        gamma = None if self.gamma is None else self.gamma[ascending]
         if torch.equal(ascending, torch.arange(self.config.num_train_timesteps)):
-            self.step_tables, self.step_model_log_variance = self.tables, self.model_log_variance
+            tables, log_variance = self.tables, self.model_log_variance
         else:
-            self.step_tables = make_tables(respaced_betas(self.alphas_cumprod, ascending))
-            self.step_model_log_variance = model_log_variance_table(self.step_tables, self.variance_type)
+            tables = make_tables(respaced_betas(self.alphas_cumprod, ascending))
+            log_variance = model_log_variance_table(tables, self.variance_type, gamma)
+        if strict:
+            self._check_gamma(ascending, log_variance)
+        return Chain(ascending, tables, log_variance)
+
+    def _check_gamma(self, ascending: torch.Tensor, log_variance: torch.Tensor, steps: slice = slice(1, None)) -> None:
+        """Refuse a chain whose analytic variance needs Γ at a timestep where it was not estimated."""
+        if self.variance_type != "analytic":
+            return
+        missing = ascending[steps][torch.isnan(log_variance[steps])].tolist()
+        if missing:
+            known = int((~torch.isnan(self.gamma)).sum())
+            raise ValueError(
+                f"variance_type='analytic' needs Γ_t at timesteps {missing[:8]}{' ...' if len(missing) > 8 else ''}, "
+                f"where it was not estimated (it was at {known} of the {self.config.num_train_timesteps}): use a step "
+                "count it was estimated for, or estimate Γ at every timestep (ddpm_hf.analytic.estimate_gamma)"
+            )
+
+    def _set_schedule(
+        self, timesteps: np.ndarray, device: str | torch.device | None = None, strict: bool = True
+    ) -> None:
+        chain = self._chain(timesteps, strict)
+        self.step_tables, self.step_model_log_variance = chain.tables, chain.model_log_variance
         # step k of the sub-chain ↔ timestep s_k; looked up on the host, so stepping never syncs a device.
-        self._index_of_timestep = {int(s): k for k, s in enumerate(ascending)}
+        self._index_of_timestep = {int(s): k for k, s in enumerate(chain.timesteps)}
+        self._ascending = chain.timesteps
         self.timesteps = torch.from_numpy(timesteps.copy()).to(device)
 
     def index_for_timestep(self, timestep: int | torch.Tensor) -> int:
@@ -289,6 +364,8 @@ class DDPMPaperScheduler(SchedulerMixin, ConfigMixin):
         if isinstance(generator, list) and len(generator) != sample.shape[0]:
             raise ValueError(f"got {len(generator)} generators for {sample.shape[0]} images; pass one per image")
         k = self.index_for_timestep(timestep)
+        if k > 0:  # a schedule set at construction is checked here, where its step is first used
+            self._check_gamma(self._ascending, self.step_model_log_variance, slice(k, k + 1))
         clip = self.config.clip_sample_range if self.config.clip_sample else None
         out = p_mean_variance(self.step_tables, self.step_model_log_variance, model_output, sample, k, clip)
         noise = None

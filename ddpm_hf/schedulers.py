@@ -29,6 +29,10 @@ SUPPORTED_SCHEDULERS = (
     "KDPM2AncestralDiscreteScheduler",
 )
 
+# diffusers' samplers whose `variance_type` picks σ_t² among fixed choices: given "analytic", they would fall back to
+# another variance silently (the others read variance_type only to split a learned variance off the output).
+_FIXED_VARIANCE_FROM_CONFIG = ("DDPMScheduler",)
+
 # Schedulers known not to fit, and why.
 _WHY_NOT = {
     "LCMScheduler": "it samples a consistency-distilled network (LCM), not a DDPM ε-network",
@@ -66,4 +70,10 @@ def check_scheduler(scheduler: SchedulerMixin) -> None:
         raise ValueError(
             f"{name} has variance_type={variance!r}, which needs a network that also predicts its variance "
             "(2 × the image channels); this network predicts ε only, with σ_t² fixed (Sec. 3.2)"
+        )
+    if variance == "analytic" and name in _FIXED_VARIANCE_FROM_CONFIG:
+        raise ValueError(
+            f"{name} has variance_type='analytic' (Analytic-DPM's optimal variance), which only DDPMPaperScheduler "
+            "implements: diffusers' DDPMScheduler would sample with another variance without a word. Use "
+            "DDPMPaperScheduler.from_config(pipe.scheduler.config)"
         )

@@ -56,7 +56,7 @@ CONCURRENCY = "model"  # every job of the app shares one queue slot: one job at 
 NO_MODEL = (
     "no model to open: --model was not given and {default} does not exist.\n"
     "Train the README's digits model (a few minutes on a CPU):\n"
-    "    accelerate launch --cpu --num_processes 1 examples/train_ddpm.py --preset digits\n"
+    "    python examples/train_ddpm.py --preset digits\n"
     "or name a saved pipeline folder or a Hub repo id:\n"
     "    python examples/app.py --model DIR_OR_REPO_ID"
 )

@@ -2,13 +2,16 @@
 
 python examples/evaluate_nll.py --model runs/cifar10 --dataset_name cifar10 --split test --num_images 10000
 accelerate launch --multi_gpu --num_processes 8 examples/evaluate_nll.py --model runs/cifar10 --dataset_name ...
-python examples/evaluate_nll.py --model runs/digits --dataset_name sklearn-digits --split train --num_images 64
+python examples/evaluate_nll.py --model runs/digits --dataset_name sklearn-digits --split test --num_images 64
+python examples/evaluate_nll.py --model runs/digits-analytic --dataset_name sklearn-digits --num_inference_steps 10
 
 Prints the mean bound with its standard error over images and writes a JSON with the per-term means. Image i's
 bound draws its noise from a generator seeded `seed + i`, so each image's value, and the mean ± s.e., are the same
-for any number of processes. Per-image results are written shard by shard to --shard_dir (default: OUTPUT without
-.json + `_shards/`): the same command after a crash bounds only the missing images; a changed model, seed, data,
-clipping or batch size (the noise is drawn batch_size pairs at a time) is refused.
+for any number of processes. The variance is the pipeline's scheduler's (σ² = β, β̃, or Analytic-DPM's
+from examples/analytic_variance.py); --num_inference_steps bounds the respaced chain of that many steps.
+Per-image results are written shard by shard to --shard_dir (default: OUTPUT without .json + `_shards/`): the same
+command after a crash bounds only the missing images; a changed model, scheduler, seed, data, clipping, step count or
+batch size (the noise is drawn batch_size pairs at a time) is refused.
 """
 
 from __future__ import annotations
@@ -33,6 +36,12 @@ def main(argv: list[str] | None = None) -> dict | None:
     add_data_arguments(parser)
     add_bound_arguments(parser)
     parser.add_argument("--no_clip", action="store_true", help="do not clip x̂_0 (the reference clips)")
+    parser.add_argument(
+        "--num_inference_steps",
+        type=positive_int,
+        default=None,
+        help="the bound of the respaced chain that sampling with this many steps runs (default: all T)",
+    )
     parser.add_argument("--shard_size", type=positive_int, default=None, help="images per shard (default: 64)")
     parser.add_argument("--shard_dir", default=None, help="default: OUTPUT without .json, plus _shards")
     add_output_arguments(parser, "evaluate_nll", output="nll.json")
@@ -53,6 +62,7 @@ def main(argv: list[str] | None = None) -> dict | None:
             seed=args.seed,
             batch_size=args.batch_size,
             clip_denoised=not args.no_clip,
+            num_inference_steps=args.num_inference_steps,
             shard_size=args.shard_size,
             shard_dir=args.shard_dir,
             output=output,

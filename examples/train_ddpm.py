@@ -1,6 +1,6 @@
 """Train a DDPM with the paper's recipe.
 
-    accelerate launch examples/train_ddpm.py --preset digits                       # bundled data, 2-core CPU
+    python examples/train_ddpm.py --preset digits                                  # bundled data, one process
     accelerate launch examples/train_ddpm.py --preset cifar10 --dataset_name cifar10 --output_dir runs/cifar10
     accelerate launch --multi_gpu --num_processes 8 examples/train_ddpm.py --preset cifar10 ...
 

@@ -115,7 +115,14 @@ def test_parquet_and_arrow_with_img_column(tmp_path):
 
 def test_digits_and_scaling():
     ds, column = load_image_dataset(DIGITS)
-    assert len(ds) == 1797
+    test, _ = load_image_dataset(DIGITS, split="test")
+    assert (len(ds), len(test)) == (1500, 297)  # the last 297 held out: a test split that is not training data
+    from sklearn.datasets import load_digits
+
+    last = np.round(load_digits().images[1500] * 255 / 16).astype(np.uint8)
+    np.testing.assert_array_equal(ImageDataset(test, column, 8, 1)[0][0].numpy(), last)
+    with pytest.raises(ValueError, match=r"has the splits \['test', 'train'\], not 'validation'"):
+        load_image_dataset(DIGITS, split="validation")
     x = ImageDataset(ds, column, 8, 1)[0]
     assert x.shape == (1, 8, 8) and x.max() == 239  # 15/16 of 255: digits' values are 0..16
     assert scale_to_model(torch.tensor([0, 255], dtype=torch.uint8)).tolist() == [-1.0, 1.0]

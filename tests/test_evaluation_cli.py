@@ -161,7 +161,7 @@ def test_evaluate_nll_is_the_pipelines_bound(tmp_path, run_example):
     argv += ["--grid_size", 1, "--num_inference_steps", 2, "--convert_images"]  # grey digits, RGB network
     run_example("evaluate", argv)
     result = json.loads((tmp_path / "eval" / "metrics.json").read_text())
-    ds, column = load_image_dataset("sklearn-digits")
+    ds, column = load_image_dataset("sklearn-digits", split="test")  # evaluate.py's default --nll_split
     images = ImageDataset(ds, column, 8, 3)
     pipe = short_chain()
     # Image i's bound draws its noise from a generator seeded seed + i, whichever process computes it.

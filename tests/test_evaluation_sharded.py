@@ -104,7 +104,17 @@ def setup(tmp_path_factory):
     argv += ["--reference", root / "ref.npz", "--inception_weights", weights]
     argv += ["--metrics", "fid", "is", "precision_recall", "nll", "--nll_dataset_name", "sklearn-digits"]
     argv += ["--nll_num_images", NLL_IMAGES, "--nll_batch_size", 100, "--convert_images"]  # grey digits, RGB net
-    return {"root": root, "argv": argv, "stats_argv": stats_argv, "weights": weights}
+    analytic_argv = [
+        "--model",
+        root / "model",
+        "--dataset_name",
+        "sklearn-digits",
+        "--convert_images",
+        "--device",
+        "cpu",
+    ]
+    analytic_argv += ["--num_images", 6, "--batch_size", 50, "--shard_size", 2, "--grid_size", 2, "--grid_steps", 5]
+    return {"root": root, "argv": argv, "stats_argv": stats_argv, "weights": weights, "analytic_argv": analytic_argv}
 
 
 @pytest.fixture(scope="module")
@@ -116,9 +126,11 @@ def runs(setup):
         commands = [
             ("fid_stats", [*setup["stats_argv"], "--output", root / "ref2.npz"]),
             ("evaluate", [*argv, "--output_dir", root / "two"]),
+            ("analytic_variance", [*setup["analytic_argv"], "--output_dir", root / "analytic-two"]),
         ]
         two = start(commands, root / "two.log", num_processes=2)
         run_main("evaluate", [*argv, "--output_dir", root / "one"])
+        run_main("analytic_variance", [*setup["analytic_argv"], "--output_dir", root / "analytic-one"])
         log = finish(two, root / "two.log")
     return {"log": log, **{k: json.loads((root / k / "metrics.json").read_text()) for k in ("one", "two")}}
 
@@ -177,6 +189,18 @@ def test_stored_sample_i_is_the_pipelines_image_for_seed_plus_i_in_every_shard(s
         for j in range(SHARD):
             assert np.array_equal(stored[start + j], expected[j]), f"sample {start + j}"
     assert len({image.tobytes() for image in stored.values()}) == NUM_SAMPLES  # no two alike
+
+
+def test_analytic_variance_on_two_processes_is_the_one_process_estimate(setup, runs):
+    """Γ from two processes (images dealt by shard) is the one-process Γ bit for bit, and so is the folder's config."""
+    root = setup["root"]
+    one, two = (json.loads((root / f"analytic-{n}" / "gamma.json").read_text()) for n in ("one", "two"))
+    assert one["gamma"] == two["gamma"] and one["stderr"] == two["stderr"] and one["num_images"] == 6
+    configs = [
+        json.loads((root / f"analytic-{n}" / "scheduler" / "scheduler_config.json").read_text()) for n in ("one", "two")
+    ]
+    assert configs[0]["analytic_gamma"] == configs[1]["analytic_gamma"] and configs[0]["variance_type"] == "analytic"
+    assert "Γ_t" in runs["log"]  # the progress bar, on the main process
 
 
 def test_reference_statistics_on_two_processes(setup, runs):
@@ -248,7 +272,7 @@ def test_evaluate_nll_shards_resume_and_refuse(tmp_path, one_thread, run_example
     report = run_example("evaluate_nll", argv)
     assert (report["num_images"], report["images_made"], report["num_timesteps"]) == (5, 5, 20)
 
-    ds, column = load_image_dataset("sklearn-digits")
+    ds, column = load_image_dataset("sklearn-digits", split="test")  # evaluate_nll.py's default --split
     images = ImageDataset(ds, column, 8, 3)
     pipe.set_progress_bar_config(disable=True)
     totals = [

@@ -12,12 +12,14 @@ from ddpm_hf import DDPMPaperPipeline, DDPMPaperScheduler
 from tiny import tiny_unet
 
 DIFFERENT_DEFAULTS = {"variance_type": ("fixed_small", "fixed_large")}  # diffusers' default, ours
+OUR_KEYWORDS = ["analytic_gamma", "analytic_estimate"]  # Analytic-DPM's Γ, after every keyword of diffusers'
 
 
 def test_the_only_differing_default_is_the_variance():
     theirs = inspect.signature(DDPMScheduler.__init__).parameters
     ours = inspect.signature(DDPMPaperScheduler.__init__).parameters
-    assert list(theirs) == list(ours)  # every diffusers keyword, in diffusers' order
+    assert list(ours) == [*theirs, *OUR_KEYWORDS]  # every diffusers keyword, in diffusers' order
+    assert all(ours[k].default is None for k in OUR_KEYWORDS)
     differing = {k: (theirs[k].default, ours[k].default) for k in theirs if theirs[k].default != ours[k].default}
     assert differing == DIFFERENT_DEFAULTS
 

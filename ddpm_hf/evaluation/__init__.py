@@ -7,6 +7,7 @@ dataset, output=...)` computes the reference statistics it compares with;
 `python -m ddpm_hf.evaluation.fid DIR_A DIR_B` prints the FID between two folders of images.
 """
 
+from .analytic import estimate_analytic_variance
 from .dinov2 import DEFAULT_DINOV2, DINOv2, DINOv2WeightsError
 from .features import compute_features, dataset_statistics, image_folder, statistics_of
 from .frechet import FeatureSums, FIDStatistics, frechet_distance
@@ -38,6 +39,7 @@ __all__ = [
     "compute_features",
     "dataset_statistics",
     "default_weights_path",
+    "estimate_analytic_variance",
     "evaluate",
     "evaluate_bound",
     "frechet_distance",

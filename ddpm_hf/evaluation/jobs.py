@@ -168,6 +168,7 @@ class BoundSettings:
     batch_size: int
     clip_denoised: bool = True
     precision: str = "fp32"
+    num_inference_steps: int | None = None  # the respaced chain's bound; None: the full chain
 
 
 def bound_shards(
@@ -195,6 +196,7 @@ def bound_shards(
                 clip_denoised=settings.clip_denoised,
                 batch_size=settings.batch_size,
                 precision=settings.precision,
+                num_inference_steps=settings.num_inference_steps,
             )
             for name in parts:
                 parts[name].append(getattr(bpd, name).cpu().numpy())

@@ -56,6 +56,14 @@ def pipeline_weights_sha256(pipe: DDPMPaperPipeline) -> str:
     return hashlib.sha256(safetensors_bytes(state, metadata={"format": "pt"})).hexdigest()
 
 
+def scheduler_identity(pipe: DDPMPaperPipeline) -> dict[str, str]:
+    """Which sampler and variance a store's results were made with: the scheduler's class and a sha256 of its config
+    (the weights hash alone would let samples drawn with σ² = β pass for those of another variance or sampler)."""
+    config = {k: v for k, v in dict(pipe.scheduler.config).items() if not k.startswith("_")}
+    text = json.dumps(config, sort_keys=True, default=str)
+    return {"class": type(pipe.scheduler).__name__, "config_sha256": hashlib.sha256(text.encode()).hexdigest()}
+
+
 def folder_weights_sha256(folder: str | os.PathLike) -> str:
     """sha256 over a pipeline folder's U-Net safetensors files: which weights were measured."""
     return files_sha256(sorted(Path(folder, "unet").glob("*.safetensors")))
@@ -121,6 +129,7 @@ def evaluate(
         {
             "kind": "samples",
             "model_weights_sha256": model_sha,
+            "scheduler": scheduler_identity(pipe),
             "seed": config.seed,
             "num_inference_steps": config.num_inference_steps,
             "precision": config.precision,
@@ -139,6 +148,7 @@ def evaluate(
             {
                 "kind": "nll",
                 "model_weights_sha256": model_sha,
+                "scheduler": scheduler_identity(pipe),
                 "seed": config.seed,
                 "dataset": config.nll_dataset,
                 "split": config.nll_split,
@@ -286,6 +296,7 @@ def evaluate_bound(
     seed: int = 0,
     batch_size: int = 256,
     clip_denoised: bool = True,
+    num_inference_steps: int | None = None,
     shard_size: int | None = None,
     shard_dir: str | os.PathLike | None = None,
     revision: str | None = None,
@@ -297,24 +308,32 @@ def evaluate_bound(
     Image i's bound draws its noise from a generator seeded `seed + i`, so each value, and the mean ± s.e., are the
     same for any number of processes. Per-image results are kept shard by shard in `shard_dir` (default: beside
     `output`): the same call after a crash bounds only the missing images; another model, seed, data, clipping or
-    `batch_size` (the noise is drawn that many (image, t) pairs at a time) is refused. Returns the report (also
-    written to `output` as JSON) on the main process, None on the others.
+    `batch_size` (the noise is drawn that many (image, t) pairs at a time) is refused. `num_inference_steps`: the
+    bound of the respaced chain that sampling with that many steps runs (default: the full chain). The scheduler's
+    variance is the pipeline's (`fixed_large`, `fixed_small` or `analytic`). Returns the report (also written to
+    `output` as JSON) on the main process, None on the others.
     """
     procs = Processes(device)
     pipe, name, model_sha, _ = load_model(model, revision, procs.device)
     images = bound_images(procs, pipe, dataset, data_dir, split, image_column, convert_images)
     if not 1 <= num_images <= len(images):
         raise EvaluationError(f"num_images {num_images} is out of range: the {split} split has {len(images)} images")
-    settings = BoundSettings(seed, batch_size, clip_denoised=clip_denoised)
+    settings = BoundSettings(seed, batch_size, clip_denoised=clip_denoised, num_inference_steps=num_inference_steps)
+    try:
+        pipe.scheduler.chain(num_inference_steps)  # a step count or a Γ it lacks, refused before any work
+    except ValueError as e:
+        raise EvaluationError(str(e)) from None
     identity = {
         "kind": "nll",
         "model_weights_sha256": model_sha,
+        "scheduler": scheduler_identity(pipe),
         "seed": seed,
         "dataset": dataset or data_dir,
         "split": split,
         "clip_denoised": clip_denoised,
         "batch_size": batch_size,  # the noise is drawn in chunks of this many (image, t) pairs
         "precision": settings.precision,
+        **({"num_inference_steps": num_inference_steps} if num_inference_steps is not None else {}),
     }
     store = ShardStore(shard_dir or bound_shard_dir(output), identity, shard_size, default_shard_size=64)
     progress_dir = store.root / ".progress"
@@ -337,6 +356,8 @@ def evaluate_bound(
         "split": split,
         "clip_denoised": clip_denoised,
         "seed": seed,
+        "variance_type": pipe.scheduler.config.variance_type,
+        "num_inference_steps": num_inference_steps or pipe.scheduler.config.num_train_timesteps,
         **bound_summary(store, num_images),
         "num_processes": procs.count,
         "images_made": sum(len(shard) for shard in missing),  # by this run; the rest were found in the shards

@@ -115,8 +115,8 @@ def launcher_flags(script: str, parent_cmdline: list[str] | None = None) -> list
 
 
 def resume_command(argv: list[str] | None = None, parent_cmdline: list[str] | None = None) -> str:
-    """The command line that continues this run: as it was started (the launcher's own flags included), with
-    `--resume_from_checkpoint latest`."""
+    """The command line that continues this run: as it was started (`python SCRIPT`, or `accelerate launch` with its
+    own flags), with `--resume_from_checkpoint latest`."""
     argv = list(sys.argv if argv is None else argv)
     if not argv or not argv[0].endswith(".py"):
         return "the same training command with --resume_from_checkpoint latest"
@@ -128,5 +128,6 @@ def resume_command(argv: list[str] | None = None, parent_cmdline: list[str] | No
             skip = True
         elif not arg.startswith("--resume_from_checkpoint="):
             kept.append(arg)
-    flags = launcher_flags(argv[0], parent_cmdline) or []
-    return shlex.join(["accelerate", "launch", *flags, argv[0], *kept, "--resume_from_checkpoint", "latest"])
+    flags = launcher_flags(argv[0], parent_cmdline)
+    launcher = ["python"] if flags is None else ["accelerate", "launch", *flags]  # as it was started
+    return shlex.join([*launcher, argv[0], *kept, "--resume_from_checkpoint", "latest"])

@@ -72,8 +72,9 @@ def test_sigterm_saves_says_how_to_resume_and_the_resumed_run_is_exact(tmp_path)
     step = int(out.split("stopped by SIGTERM after step ", 1)[1].split(";")[0])
     assert step >= 4 and [p.name for p in saved] == ["checkpoint-2", f"checkpoint-{step}"]
     assert json.loads((saved[-1] / "training_state.json").read_text()) == {"step": step}
-    command = out.split("Resume with:\n", 1)[1].strip()
-    assert command.startswith("accelerate launch ") and command.endswith("--resume_from_checkpoint latest")
+    command = out.split("Resume with:\n", 1)[1].strip()  # started as `python SCRIPT`: resumed so
+    assert command.startswith(f"python {SCRIPT} ") and command.endswith("--resume_from_checkpoint latest")
+    assert "Traceback" not in run.stderr()
 
     # Resume to two steps further, against a run that was never stopped: the same weights, bit for bit.
     end = {**FOREVER, "max_train_steps": step + 2}
@@ -85,6 +86,24 @@ def test_sigterm_saves_says_how_to_resume_and_the_resumed_run_is_exact(tmp_path)
     whole = processes.run([sys.executable, SCRIPT, *tiny_train_args(straight, **end)], env=ENV, cwd=ROOT)
     assert whole.returncode == 0
     assert_same(final_model(stopped, step + 2), final_model(straight, step + 2))
+
+
+def test_ctrl_c_under_python_stops_cleanly(tmp_path):
+    """Ctrl-C as a terminal sends it (SIGINT to the whole foreground process group) to `python examples/
+    train_ddpm.py`, the README's one-process command: a checkpoint, the resume command, no traceback. (Under a
+    one-process `accelerate launch`, Accelerate's launcher also gets the SIGINT while it waits for the script and
+    prints its own KeyboardInterrupt traceback: huggingface/accelerate#929.)"""
+    out = tmp_path / "run"
+    run = Training([sys.executable, SCRIPT, *tiny_train_args(out, **FOREVER)])
+    run.wait_for_steps(2)
+    os.killpg(run.process.pid, signal.SIGINT)
+    code, stdout = run.finish()
+    assert code == 128 + signal.SIGINT, run.stderr()[-2000:]
+    assert "Traceback" not in run.stderr() + stdout and "KeyboardInterrupt" not in run.stderr() + stdout
+    assert "SIGINT: finishing this step and saving a checkpoint" in run.stderr()
+    step = int(stdout.split("stopped by SIGINT after step ", 1)[1].split(";")[0])
+    assert [p.name for p in list_checkpoints(out / "checkpoints")] == [f"checkpoint-{step}"]
+    assert stdout.split("Resume with:\n", 1)[1].strip().startswith(f"python {SCRIPT} --preset digits")
 
 
 def test_a_second_signal_stops_at_once(tmp_path):
