@@ -34,6 +34,7 @@ def test_saved_checkpoint_resumes_to_the_same_weights(tmp_path):
     flags |= {"lr_scheduler": "constant_with_warmup"}
     flags |= {"max_train_steps": 4, "checkpointing_steps": 2, "save_images_steps": 0, "num_grid_images": 4}
     flags |= {"num_inference_steps": 5, "output_dir": out, "resume_from_checkpoint": "latest"}
+    flags |= {"dataset_split": "train+test"}  # 0.1.0's sklearn-digits "train" was all 1,797 digits
     train(parse_args(["--preset", "digits", *(a for k, v in flags.items() for a in (f"--{k}", str(v)))]))
     expected = load_file(EXPECTED / "checkpoint-4-model.safetensors")
     resumed = load_file(out / "checkpoints" / "checkpoint-4" / "model.safetensors")

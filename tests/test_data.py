@@ -121,7 +121,9 @@ def test_digits_and_scaling():
 
     last = np.round(load_digits().images[1500] * 255 / 16).astype(np.uint8)
     np.testing.assert_array_equal(ImageDataset(test, column, 8, 1)[0][0].numpy(), last)
-    with pytest.raises(ValueError, match=r"has the splits \['test', 'train'\], not 'validation'"):
+    everything, _ = load_image_dataset(DIGITS, split="train+test")  # what "train" was before 0.3
+    assert len(everything) == 1797 and everything[1500]["image"] == test[0]["image"]
+    with pytest.raises(ValueError, match=r"has the splits \['test', 'train'\] \(and 'train\+test'\), not 'validation'"):
         load_image_dataset(DIGITS, split="validation")
     x = ImageDataset(ds, column, 8, 1)[0]
     assert x.shape == (1, 8, 8) and x.max() == 239  # 15/16 of 255: digits' values are 0..16

@@ -159,10 +159,10 @@ def test_two_processes_make_what_one_makes(setup, runs):
     assert one["measurements"]["precision"]["features"] == "inception"
     assert one["measurements"]["nll_bits_per_dim"]["num_images"] == NLL_IMAGES
     assert two["samples_made"] == NUM_SAMPLES and two["nll_images_made"] == NLL_IMAGES
-    # One progress bar per job (fid_stats', then evaluate's), on the main process, counting both processes' images
-    # (samples and bounds) to the end; no bar per batch, per denoising loop or per process.
+    # One progress bar per job (fid_stats', evaluate's, then analytic_variance's), on the main process, counting
+    # both processes' images (samples and bounds) to the end; no bar per batch, per denoising loop or per process.
     bars = re.findall(r"(\w[\w /]*): +\d+%\|[^|]*\| (\d+)/(\d+)", runs["log"])
-    totals = {"inception features": 40, "evaluation": NUM_SAMPLES + NLL_IMAGES}
+    totals = {"inception features": 40, "evaluation": NUM_SAMPLES + NLL_IMAGES, "Γ_t": 6}
     assert {(name, int(of)) for name, _, of in bars} == set(totals.items())
     for name, total in totals.items():
         assert max(int(done) for bar, done, _ in bars if bar == name) == total

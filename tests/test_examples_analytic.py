@@ -106,3 +106,38 @@ def test_step_counts_only_and_bad_settings(model, tmp_path, run_example):
         run_example("analytic_variance", [*argv(model, tmp_path / "x"), "--num_images", 5000])
     with pytest.raises(SystemExit, match="from 2"):
         run_example("analytic_variance", [*argv(model, tmp_path / "x"), "--num_images", 1])
+
+
+def test_the_bound_of_the_analytic_folder_and_its_store(model, tmp_path, run_example):
+    """evaluate_nll.py bounds with the folder's variance and respaced chain; a store made with another variance of the
+    same weights is refused, not mixed in (the weights hash alone could not tell them apart)."""
+    out = tmp_path / "analytic"
+    run_example("analytic_variance", argv(model, out, "--grid_size", 0))
+    nll = [
+        "--dataset_name",
+        DIGITS,
+        "--num_images",
+        3,
+        "--batch_size",
+        64,
+        "--device",
+        "cpu",
+        "--output",
+        tmp_path / "n.json",
+    ]
+    fixed = run_example("evaluate_nll", ["--model", model, *nll, "--num_inference_steps", 10])
+    assert (fixed["variance_type"], fixed["num_inference_steps"], fixed["num_timesteps"]) == ("fixed_large", 10, 10)
+    with pytest.raises(SystemExit, match="scheduler"):
+        run_example("evaluate_nll", ["--model", out, *nll, "--num_inference_steps", 10])
+    nll[-1] = tmp_path / "a.json"
+    analytic = run_example("evaluate_nll", ["--model", out, *nll, "--num_inference_steps", 10])
+    assert analytic["variance_type"] == "analytic" and analytic["bpd"] != fixed["bpd"]
+    pipe = DDPMPaperPipeline.from_pretrained(out)
+    test, column = load_image_dataset(DIGITS, split="test")
+    images = ImageDataset(test, column, 8, 1)
+    totals = [
+        pipe.bits_per_dim(images[i][None], generator=torch.Generator().manual_seed(i), batch_size=64,
+                          num_inference_steps=10).total.item()
+        for i in range(3)
+    ]  # fmt: skip
+    assert analytic["bpd"] == pytest.approx(np.mean(totals), rel=1e-9)

@@ -50,7 +50,7 @@ def test_push_with_space_makes_a_gradio_space_for_the_model(hub_server, model, r
     (line,) = files["requirements.txt"].data.decode().splitlines()
     requirement = Requirement(line)  # installs this package, at this version, with the demo's requirements
     assert (requirement.name, requirement.extras) == ("ddpm_hf", {"demo"})
-    assert requirement.specifier.contains(ddpm_hf.__version__) and str(requirement.specifier) == "==0.2.0"
+    assert requirement.specifier.contains(ddpm_hf.__version__) and str(requirement.specifier) == "==0.3.0"
 
 
 def test_the_spaces_app_opens_the_model_repo(hub_server, model, run_example, tmp_path, monkeypatch):
@@ -76,7 +76,7 @@ def test_the_spaces_app_opens_the_model_repo(hub_server, model, run_example, tmp
 
 
 def test_space_requirement_can_name_another_source(hub_server, model, run_example):
-    spec = "ddpm_hf[demo] @ git+https://example.com/you/ddpm_hf@v0.2.0"
+    spec = "ddpm_hf[demo] @ git+https://example.com/you/ddpm_hf@v0.3.0"
     argv = ["--model", model, "--repo_id", "user/m2", "--space", "user/s2", "--space_requirement", spec]
     run_example("push_to_hub", argv)
     files, _ = space_card(hub_server, "user/s2")
