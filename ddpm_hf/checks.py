@@ -7,6 +7,8 @@ from typing import Any, get_args
 
 import numpy as np
 
+from .errors import InputError
+
 
 def check_int(name: str, value: Any, low: int = 1, high: int | None = None) -> int:
     """`value` as an int if it is an integer (not a bool) in [low, high]; otherwise a ValueError that names it."""
@@ -16,6 +18,21 @@ def check_int(name: str, value: Any, low: int = 1, high: int | None = None) -> i
     if value < low or (high is not None and value > high):
         raise ValueError(f"{name} must be {in_range}, got {value}")
     return int(value)
+
+
+def whole_number(name: str, value: Any, low: int, high: int | None = None) -> int:
+    """`value` as a person entered it (a number field's float, or text) as an int in [low, high]; otherwise an
+    `InputError` saying what is allowed."""
+    allowed = f"from {low} to {high}" if high is not None else f"at least {low}"
+    if value is None or (isinstance(value, str) and not value.strip()):
+        raise InputError(f"{name}: enter a whole number {allowed}")
+    try:
+        number = float(value)
+    except (TypeError, ValueError):
+        raise InputError(f"{name}: {value!r} is not a number; enter a whole number {allowed}") from None
+    if not number.is_integer() or number < low or (high is not None and number > high):
+        raise InputError(f"{name} must be a whole number {allowed}, got {number:g}")
+    return int(number)
 
 
 def positive_int(text: str) -> int:

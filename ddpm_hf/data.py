@@ -55,9 +55,11 @@ def load_image_dataset(
     image_column: str | None = None,
     cache_dir: str | None = None,
     config_name: str | None = None,
+    token: bool | str | None = None,
 ) -> tuple[datasets.Dataset, str]:
     """Load images lazily from a Hub id or local path (`load_dataset`: parquet, imagefolder, arrow...), a
-    `save_to_disk` folder, a folder of images (`train_data_dir`), or the bundled `sklearn-digits`.
+    `save_to_disk` folder, a folder of images (`train_data_dir`), or the bundled `sklearn-digits`. `token` is the Hub
+    token for a Hub dataset (None: the stored login; False: none).
 
     Returns the dataset with its image column left undecoded (decoding happens per item in `decode_image`, so a
     corrupt file is reported by name) and the name of that column.
@@ -85,7 +87,7 @@ def load_image_dataset(
                 f"{split!r}: images directly inside it, or in subfolders; .png, .jpg, ...): {e}"
             ) from e
     else:
-        ds = datasets.load_dataset(dataset_name, config_name, split=split, cache_dir=cache_dir)
+        ds = datasets.load_dataset(dataset_name, config_name, split=split, cache_dir=cache_dir, token=token)
     if image_column is None:
         found = [c for c in IMAGE_COLUMNS if c in ds.column_names]
         if not found:

@@ -9,7 +9,12 @@ reference loop written from diffusers' documented protocol.
 
 from __future__ import annotations
 
+import copy
+
+import torch
 from diffusers.schedulers.scheduling_utils import SchedulerMixin
+
+from .sampling import step_keywords
 
 # Class names, as diffusers' `_compatibles` lists them.
 SUPPORTED_SCHEDULERS = (
@@ -77,3 +82,15 @@ def check_scheduler(scheduler: SchedulerMixin) -> None:
             "implements: diffusers' DDPMScheduler would sample with another variance without a word. Use "
             "DDPMPaperScheduler.from_config(pipe.scheduler.config)"
         )
+
+
+def gives_pred_original_sample(scheduler: SchedulerMixin, num_inference_steps: int) -> bool:
+    """Whether `scheduler.step` returns x̂_0 (`pred_original_sample`) on a chain of `num_inference_steps`: DDPM, DDIM
+    and the Euler family do; DPM-Solver++, UniPC, DEIS and PNDM do not. Found by one step of a copy on a 1-pixel
+    input, since diffusers' output classes say it only by their fields, and the copy keeps the scheduler's state."""
+    probe = copy.deepcopy(scheduler)
+    probe.set_timesteps(num_inference_steps)
+    t = probe.timesteps[0]
+    x = torch.zeros(1, 1, 1, 1)
+    out = probe.step(torch.zeros_like(x), t, probe.scale_model_input(x, t), **step_keywords(probe, None, None))
+    return getattr(out, "pred_original_sample", None) is not None

@@ -12,7 +12,7 @@ python examples/push_to_hub.py --model runs/digits --repo_id you/ddpm-digits --s
 
 --space also makes a Gradio Space beside the model (created if missing): examples/app.py as its app.py, a
 requirements.txt that installs this package with its demo extra (--space_requirement names another source of it,
-e.g. `ddpm_hf[demo] @ git+https://github.com/you/ddpm_hf@v0.3.0`), and a README whose front matter Spaces read
+e.g. `ddpm_hf[demo] @ git+https://github.com/you/ddpm_hf@v0.4.0`), and a README whose front matter Spaces read
 (sdk: gradio, app_file, and the model under `models:`, which both links the two on the Hub and tells the app which
 model to open).
 """

@@ -3,10 +3,8 @@
 The page itself, in a real browser, is tests/test_app_browser.py.
 """
 
-import importlib.util
 import io
 import re
-import sys
 import threading
 import time
 import types
@@ -25,21 +23,12 @@ from ddpm_hf.data import scale_to_model, to_tensor
 from ddpm_hf.grid import image_grid
 
 gr = pytest.importorskip("gradio", reason="gradio is not installed (the demo extra: pip install -e '.[demo]')")
+from ddpm_hf.demo import Demo, Job, display  # noqa: E402
+from example_scripts import load_example  # noqa: E402
 from tiny import train_tiny_digits  # noqa: E402
 
-APP_FILE = Path(__file__).resolve().parents[1] / "examples" / "app.py"
 T = 50  # the tiny model's diffusion length
-
-
-def load_app():
-    spec = importlib.util.spec_from_file_location("ddpm_app", APP_FILE)
-    module = importlib.util.module_from_spec(spec)
-    sys.modules["ddpm_app"] = module
-    spec.loader.exec_module(module)
-    return module
-
-
-app = load_app()
+app = load_example("app")
 
 
 @pytest.fixture(scope="module")
@@ -53,7 +42,7 @@ def model_dir(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def demo(model_dir):
-    return app.Demo(str(model_dir), "cpu", None, "train", 256)
+    return Demo.serve([str(model_dir)], device="cpu")
 
 
 @pytest.fixture(scope="module")
@@ -105,8 +94,8 @@ def test_sample_streams_the_chain_and_ends_with_the_pipelines_images(demo, model
     shown = [f for f in live if isinstance(f[4], str) and f[4].startswith("step ")]
     for xt, x0, samples, files, status in shown:
         k = int(status.split()[1])
-        assert np.array_equal(pixels(xt), pixels(app.display(chain[k - 1]["latents"])))
-        assert np.array_equal(pixels(x0), pixels(app.display(chain[k - 1]["pred_original_sample"])))
+        assert np.array_equal(pixels(xt), pixels(display(chain[k - 1]["latents"])))
+        assert np.array_equal(pixels(x0), pixels(display(chain[k - 1]["pred_original_sample"])))
         assert samples == gr.skip() and files == gr.skip()  # no samples before the chain ends
         assert f"of 20: t = {int(pipe.scheduler.timesteps[k - 1])}," in status
 
@@ -143,7 +132,7 @@ def test_closing_a_sample_job_stops_the_chain(demo, model_dir):
 def test_a_cancelled_job_ends_its_pipeline_call_through_the_step_callback(demo):
     """Interpolation and the bound run in a worker thread too; closing the job's generator interrupts the call."""
     pipe = demo.first.pipe
-    job, seen = app.Job(total=T), []
+    job, seen = Job(total=T), []
 
     def call():
         def callback(p, i, t, kwargs):
@@ -153,7 +142,7 @@ def test_a_cancelled_job_ends_its_pipeline_call_through_the_step_callback(demo):
 
         return pipe.progressive(1, every=10, callback_on_step_end=callback)
 
-    follow = job.follow(call, progress=lambda *a, **k: None, desc="", frame=lambda job: ("idle",))
+    follow = job.follow(call, frame=lambda job: ("idle",))
     assert next(follow) == ("idle",)
     follow.close()  # as Gradio does on Stop
     time.sleep(0.3)
@@ -165,10 +154,10 @@ def test_a_cancelled_job_ends_its_pipeline_call_through_the_step_callback(demo):
 
 def test_interpolation_row_is_the_pipelines(demo, model_dir, pipe):
     *_, (row, status) = demo.interpolate(str(model_dir), "dataset images", None, None, "sklearn-digits", 3, 8, 20, 5, 1)
-    digits, note = app.dataset_images(demo.first, "sklearn-digits", "train", [3, 8])
+    digits, note = demo.dataset_images(demo.first, "sklearn-digits", [3, 8])
     assert note == ""  # the digits network takes the digits as they are
     out = pipe.interpolate(digits[0], digits[1], t=20, num=5, generator=torch.Generator().manual_seed(1))
-    expected = app.display(torch.cat([scale_to_model(digits[:1]), out.images, scale_to_model(digits[1:])]), cols=7)
+    expected = display(torch.cat([scale_to_model(digits[:1]), out.images, scale_to_model(digits[1:])]), cols=7)
     assert np.array_equal(pixels(row), pixels(expected))
     assert row.size == (7 * 64 + 6, 64)
     assert "λ = 0.00, 0.25, 0.50, 0.75, 1.00" in status and "t = 20" in status
@@ -183,23 +172,23 @@ def test_uploads_are_converted_as_training_converts_them(demo, model_dir, pipe):
     x_a, x_b = to_tensor(a, 8, 1), to_tensor(b, 8, 1)
     out = pipe.interpolate(x_a, x_b, t=10, num=3, generator=torch.Generator().manual_seed(0))
     ends = scale_to_model(torch.stack([x_a, x_b]))
-    expected = app.display(torch.cat([ends[:1], out.images, ends[1:]]), cols=5)
+    expected = display(torch.cat([ends[:1], out.images, ends[1:]]), cols=5)
     assert np.array_equal(pixels(row), pixels(expected))
 
 
-def test_dataset_images_of_another_format_are_converted_and_said():
+def test_dataset_images_of_another_format_are_converted_and_said(demo):
     other = types.SimpleNamespace(size=16, channels=3)  # what dataset_images reads of a model
-    images, note = app.dataset_images(other, "sklearn-digits", "train", [0, 1])
+    images, note = demo.dataset_images(other, "sklearn-digits", [0, 1])
     assert images.shape == (2, 3, 16, 16) and images.dtype == torch.uint8
     assert note == "dataset images: converted 8×8 grayscale to 16×16 colour (as training converts images)"
 
 
 def test_likelihood_is_the_pipelines_bound_with_its_curves(demo, model_dir, pipe):
     *_, (seen, summary, terms, curve) = demo.likelihood(str(model_dir), "dataset images", None, "sklearn-digits", 5, 3)
-    digit, _ = app.dataset_images(demo.first, "sklearn-digits", "train", [5])
+    digit, _ = demo.dataset_images(demo.first, "sklearn-digits", [5])
     bpd = pipe.bits_per_dim(digit, generator=torch.Generator().manual_seed(3), batch_size=256)
     assert summary.startswith(f"**{float(bpd.total[0]):.3f} bits/dim**")
-    assert np.array_equal(pixels(seen), pixels(app.display(scale_to_model(digit))))
+    assert np.array_equal(pixels(seen), pixels(display(scale_to_model(digit))))
     (line,) = terms.axes[0].get_lines()
     assert np.allclose(line.get_ydata(), bpd.terms[0].numpy())  # L_0 … L_(T-1), as computed
     rate_vs_distortion = curve.axes[0].get_lines()[0]
@@ -264,7 +253,7 @@ def test_opening_another_model(demo, model_dir, tmp_path):
 
 
 def test_jobs_share_one_queue_slot_and_can_be_stopped(demo):
-    blocks = demo.build()
+    blocks = app.build(demo)
     names = ("sample", "interpolate", "likelihood")
     jobs = [fn for fn in blocks.fns.values() if fn.fn is not None and fn.name in names]
     assert sorted(fn.name for fn in jobs) == ["interpolate", "likelihood", "sample"]
@@ -276,7 +265,7 @@ def test_jobs_share_one_queue_slot_and_can_be_stopped(demo):
     for stop in stops:  # the same button also writes the stopped job's status line
         (job,) = (blocks.fns[i] for i in stop.cancels)
         (said,) = (fn for fn in blocks.fns.values() if fn.targets == stop.targets and fn.fn is not None)
-        assert said.fn.func == demo.stopped and said.fn.args == (job.name,)
+        assert said.fn.__name__ == f"stop_{job.name}"
         assert [o._id for o in said.outputs] == [job.outputs[1 if job.name != "sample" else 4]._id]
 
 
@@ -284,7 +273,7 @@ def test_a_stop_stays_in_the_status_line(demo, model_dir):
     """After Stop, the status used to keep saying "step 47 of 1000" as if the job were still running."""
     job = demo.sample(str(model_dir), 1, 0, T, "fp32")
     frames = iter(job)
-    while demo.jobs["sample"].latest is None or demo.jobs["sample"].latest[0] < 2:
+    while demo.jobs.get("local", "sample").latest is None or demo.jobs.get("local", "sample").latest[0] < 2:
         next(frames)
     job.close()  # what Gradio does to a cancelled generator
     said = demo.stopped("sample")
@@ -296,15 +285,15 @@ def test_without_a_model_it_says_how_to_make_one(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     monkeypatch.delenv(app.MODEL_ENV, raising=False)
     with pytest.raises(SystemExit) as exit_:
-        app.default_model(str(tmp_path / "app.py"))
+        app.default_models(str(tmp_path / "app.py"))
     assert "python examples/train_ddpm.py --preset digits" in str(exit_.value)
     assert "--model DIR_OR_REPO_ID" in str(exit_.value)
     (tmp_path / "runs" / "digits").mkdir(parents=True)
-    assert app.default_model(str(tmp_path / "app.py")) == "runs/digits"  # the README's run, when it is there
+    assert app.default_models(str(tmp_path / "app.py")) == ["runs/digits"]  # the README's run, when it is there
     (tmp_path / "README.md").write_text("---\nsdk: gradio\napp_file: app.py\nmodels:\n- someone/ddpm-digits\n---\n")
-    assert app.default_model(str(tmp_path / "app.py")) == "someone/ddpm-digits"  # in a Space: its model
+    assert app.default_models(str(tmp_path / "app.py")) == ["someone/ddpm-digits"]  # in a Space: its model
     monkeypatch.setenv(app.MODEL_ENV, "other/model")
-    assert app.default_model(str(tmp_path / "app.py")) == "other/model"
+    assert app.default_models(str(tmp_path / "app.py")) == ["other/model"]
 
 
 def test_the_command_line_refuses_a_folder_that_is_not_a_pipeline(tmp_path):
@@ -316,10 +305,10 @@ def test_the_command_line_refuses_a_folder_that_is_not_a_pipeline(tmp_path):
 def test_display_enlarges_small_images():
     images = torch.full((2, 1, 8, 8), -1.0)  # black
     images[1] = 1.0  # white
-    grid = pixels(app.display(images))
+    grid = pixels(display(images))
     assert grid.shape == (64, 2 * 64 + 1)  # 8× nearest-neighbour, one mid-gray pixel between
     assert grid[:, :64].max() == 0 and (grid[:, 64] == 128).all() and grid[:, 65:].min() == 255
-    assert pixels(app.display(torch.zeros(16, 1, 8, 8))).shape == (4 * 65 - 1, 4 * 65 - 1)  # a square grid
+    assert pixels(display(torch.zeros(16, 1, 8, 8))).shape == (4 * 65 - 1, 4 * 65 - 1)  # a square grid
     assert to_pil(images)[0].size == (8, 8)
 
 

@@ -13,12 +13,7 @@ import argparse
 import contextlib
 import io
 import os
-import socket
-import subprocess
-import sys
-import tempfile
 import time
-import urllib.request
 import zipfile
 from pathlib import Path
 
@@ -26,7 +21,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-import processes
+from live_app import serve
 
 ROOT = Path(__file__).resolve().parents[1]
 CHROMIUM = os.environ.get("DDPM_HF_CHROMIUM", "/usr/bin/chromium")
@@ -40,7 +35,6 @@ CHROMIUM_ARGS = [
     "--disable-component-update",
     "--disable-sync",
 ]
-STARTUP_S = 300  # importing torch, diffusers and Gradio on a busy 2-core CPU
 JOB_S = 120
 
 
@@ -54,46 +48,6 @@ def missing() -> str | None:
     if not os.access(CHROMIUM, os.X_OK):
         return f"no Chromium at {CHROMIUM} (apt-get install chromium)"
     return None
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-@contextlib.contextmanager
-def serve(model: str | Path, *extra: str):
-    """examples/app.py on 127.0.0.1 at a free port, as a user starts it; yields its URL."""
-    port = free_port()
-    env = {**os.environ, "GRADIO_ANALYTICS_ENABLED": "False", "HF_HUB_OFFLINE": "1", "PYTHONUNBUFFERED": "1"}
-    command = [sys.executable, str(ROOT / "examples" / "app.py"), "--model", str(model), "--port", str(port), *extra]
-    log = tempfile.TemporaryFile("w+")  # the app's output, shown if it fails to start
-    process = processes.start(command, stdout=log, stderr=subprocess.STDOUT, env=env, cwd=ROOT)
-    url = f"http://127.0.0.1:{port}/"
-    try:
-        deadline = time.monotonic() + STARTUP_S
-        while True:
-            if process.poll() is not None:
-                log.seek(0)
-                raise RuntimeError(f"the app exited with {process.returncode}:\n{log.read()[-3000:]}")
-            try:
-                with urllib.request.urlopen(url, timeout=5) as response:
-                    if response.status == 200:
-                        break
-            except OSError:
-                pass
-            if time.monotonic() > deadline:
-                raise RuntimeError(f"the app did not answer at {url} within {STARTUP_S} s")
-            time.sleep(0.5)
-        yield url
-    finally:
-        process.terminate()
-        try:
-            process.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            process.kill()
-        log.close()
 
 
 @contextlib.contextmanager
@@ -152,7 +106,7 @@ def model_dir(tmp_path_factory):
 def page(model_dir):
     with serve(model_dir, "--dataset_name", "sklearn-digits") as url, browser() as chromium:
         page = chromium.new_page(viewport={"width": 1280, "height": 1000})
-        page.goto(url, wait_until="domcontentloaded")
+        page.goto(str(url), wait_until="domcontentloaded")
         page.locator("#sample").wait_for(timeout=60_000)
         yield page
 
@@ -211,7 +165,7 @@ def test_bad_input_shows_its_message(page, tmp_path):
 def screenshot(model: str, output: str, batch: int, steps: int, seed: int) -> None:
     with serve(model) as url, browser() as chromium:
         page = chromium.new_page(viewport={"width": 1280, "height": 900}, device_scale_factor=1)
-        page.goto(url, wait_until="domcontentloaded")
+        page.goto(str(url), wait_until="domcontentloaded")
         page.locator("#sample").wait_for(timeout=60_000)
         shown = run_sample(page, batch, steps, seed)
         if np.asarray(shown.convert("L")).std() < 10:

@@ -50,7 +50,7 @@ def test_push_with_space_makes_a_gradio_space_for_the_model(hub_server, model, r
     (line,) = files["requirements.txt"].data.decode().splitlines()
     requirement = Requirement(line)  # installs this package, at this version, with the demo's requirements
     assert (requirement.name, requirement.extras) == ("ddpm_hf", {"demo"})
-    assert requirement.specifier.contains(ddpm_hf.__version__) and str(requirement.specifier) == "==0.3.0"
+    assert requirement.specifier.contains(ddpm_hf.__version__) and str(requirement.specifier) == "==0.4.0"
 
 
 def test_the_spaces_app_opens_the_model_repo(hub_server, model, run_example, tmp_path, monkeypatch):
@@ -65,18 +65,23 @@ def test_the_spaces_app_opens_the_model_repo(hub_server, model, run_example, tmp
 
     monkeypatch.chdir(tmp_path)  # no runs/digits here
     monkeypatch.delenv(app.MODEL_ENV, raising=False)
+    monkeypatch.setenv("SPACE_ID", "user/ddpm-demo")  # what the Hub sets in every Space
     args = app.parse_args([])  # a Space starts `python app.py` with no arguments
     assert args.host == "127.0.0.1"
     demo = app.make_demo(args)
     assert demo.first.name == "user/ddpm-digits"
     assert demo.dataset == "sklearn-digits"  # from the model repo's card
     assert demo.first.num_timesteps == 20
+    # Public: a visitor opens only the Space's models and datasets, and nothing with the Space's token.
+    assert demo.access.public and demo.access.models == ("user/ddpm-digits",) and demo.access.token is False
+    assert demo.access.datasets == ("sklearn-digits",)
+    assert "does not serve the model 'user/other'" in demo.open_model("user/other")[1]
     monkeypatch.setenv("GRADIO_SERVER_NAME", "0.0.0.0")  # what a Space sets: the app listens where it says
     assert app.parse_args([]).host == "0.0.0.0"
 
 
 def test_space_requirement_can_name_another_source(hub_server, model, run_example):
-    spec = "ddpm_hf[demo] @ git+https://example.com/you/ddpm_hf@v0.3.0"
+    spec = "ddpm_hf[demo] @ git+https://example.com/you/ddpm_hf@v0.4.0"
     argv = ["--model", model, "--repo_id", "user/m2", "--space", "user/s2", "--space_requirement", spec]
     run_example("push_to_hub", argv)
     files, _ = space_card(hub_server, "user/s2")
