@@ -1,8 +1,9 @@
 """torch.compile (inductor) as an opt-in fast path: the compiled network computes what the eager one does.
 
-`fastpath.compile_network` for sampling and Accelerate's `--dynamo_backend inductor` (a `torch.compile` of the
-prepared model) for training, on the tiny paper U-Net. Inductor compiles for the CPU here (C++ kernels through the
-system's compiler), so these run without a GPU; tests/test_cuda.py checks the compiled CUDA-graph sampler there.
+`fastpath.compile_network` for sampling (plain, and with inductor's freezing) and Accelerate's `--dynamo_backend
+inductor` (a `torch.compile` of the prepared model) for training, on the tiny paper U-Net. Inductor compiles for
+the CPU here (C++ kernels through the system's compiler), so these run without a GPU; tests/test_cuda.py checks the
+compiled CUDA-graph sampler there.
 
 A cold compile is the cost (tens of seconds per graph on a busy 2-core machine, most of it the C++ compiler): the
 kernels are built as scalar C++ (`cpp.vec_isa_ok=False`, about half the compile time of the vectorised build; the
@@ -13,6 +14,7 @@ import pytest
 import torch
 import torch._dynamo
 import torch._inductor.config
+import torch._inductor.freezing
 from torch._dynamo.utils import counters
 
 from ddpm_hf import DDPMPaperPipeline, DDPMPaperScheduler, DDPMUNet2DModel
@@ -64,6 +66,26 @@ def compile_counters():
     torch._dynamo.reset()
 
 
+@pytest.fixture
+def frozen_weights(monkeypatch):
+    """For each graph inductor freezes, how many of its parameters and buffers became constants (inductor's
+    `replace_params_with_constants` is where freezing turns the graph's weight inputs into constants)."""
+    counts: list[int] = []
+    original = torch._inductor.freezing.replace_params_with_constants
+
+    def counting(gm, flat_params, fw_metadata):
+        kept = original(gm, flat_params, fw_metadata)
+        counts.append(sum(i not in kept for i in range(len(flat_params))))
+        return kept
+
+    monkeypatch.setattr(torch._inductor.freezing, "replace_params_with_constants", counting)
+    return counts
+
+
+def weight_count(unet: torch.nn.Module) -> int:
+    return len([*unet.parameters(), *unet.buffers()])
+
+
 def relative_error(x: torch.Tensor, reference: torch.Tensor) -> float:
     return ((x - reference).norm() / reference.norm()).item()
 
@@ -86,6 +108,75 @@ def test_compiled_sampling_equals_eager(compile_counters):
     again = pipe(generator=torch.Generator().manual_seed(0), **kwargs).images  # same shapes: no recompilation
     assert compile_counters["stats"]["unique_graphs"] == graphs
     torch.testing.assert_close(again, compiled, rtol=0, atol=0)
+
+
+def test_frozen_sampling_equals_eager_with_every_weight_folded(compile_counters, frozen_weights, tmp_path):
+    """`compile_network(..., freezing=True)`: the pipeline's own network, frozen (every parameter a constant, one
+    graph), samples the eager images within float rounding and compiles once; the state dict and saving are as they
+    were; and weights loaded in place afterwards are frozen anew, not read from the old constants."""
+    pipe = DDPMPaperPipeline(one_level_unet(3).eval(), DDPMPaperScheduler())
+    pipe.set_progress_bar_config(disable=True)
+    kwargs = {"batch_size": 2, "num_inference_steps": 4, "output_type": "pt", "precision": "fp32"}
+
+    def sample(p: DDPMPaperPipeline) -> torch.Tensor:
+        return p(generator=torch.Generator().manual_seed(0), **kwargs).images
+
+    eager = sample(pipe)
+    state = {name: value.clone() for name, value in pipe.unet.state_dict().items()}
+    assert compile_network(pipe.unet, freezing=True) is pipe.unet
+    frozen = sample(pipe)
+    assert frozen_weights == [weight_count(pipe.unet)]  # freezing ran, and took every weight as a constant
+    assert one_graph(compile_counters)
+    torch.testing.assert_close(frozen, eager, rtol=1e-5, atol=1e-5)
+    graphs = compile_counters["stats"]["unique_graphs"]
+    torch.testing.assert_close(sample(pipe), frozen, rtol=0, atol=0)
+    assert compile_counters["stats"]["unique_graphs"] == graphs and len(frozen_weights) == 1  # no recompilation
+
+    after = pipe.unet.state_dict()
+    assert list(after) == list(state) and all(torch.equal(after[name], state[name]) for name in state)
+
+    other = DDPMPaperPipeline(one_level_unet(4).eval(), DDPMPaperScheduler())
+    other.set_progress_bar_config(disable=True)
+    pipe.unet.load_state_dict(other.unet.state_dict())  # in place: the frozen graph's constants are now stale
+    other_eager = sample(other)
+    torch.testing.assert_close(sample(pipe), other_eager, rtol=1e-5, atol=1e-5)
+    assert frozen_weights == [weight_count(pipe.unet)] * 2
+
+    pipe.save_pretrained(tmp_path)
+    reloaded = DDPMPaperPipeline.from_pretrained(tmp_path)
+    reloaded.set_progress_bar_config(disable=True)
+    torch.testing.assert_close(sample(reloaded), other_eager, rtol=0, atol=0)
+
+
+def test_frozen_network_trains_eagerly(compile_counters):
+    """Freezing is for inference only: with gradients the frozen network runs eagerly (no graph compiled, the same
+    gradients as the plain network, bit for bit); the optimizer's in-place step then makes the next call without
+    gradients compile a new graph. (aot_eager: dynamo's graphs, run by PyTorch's kernels; the test above checks
+    that inductor's frozen graph follows new weights.)"""
+    nets = [one_level_unet(0).eval() for _ in range(2)]
+    nets[1].load_state_dict(nets[0].state_dict())
+    compile_network(nets[1], freezing=True, backend="aot_eager")
+    x, t = torch.randn(2, 3, 8, 8, generator=torch.Generator().manual_seed(1)), torch.tensor(7)
+    with torch.no_grad():
+        torch.testing.assert_close(nets[1](x, t).sample, nets[0](x, t).sample, rtol=1e-5, atol=1e-5)
+    assert compile_counters["stats"]["unique_graphs"] == 1
+
+    grads = []
+    for net in nets:
+        net.train()
+        opt = torch.optim.SGD(net.parameters(), lr=0.1)
+        with eps_model(net, training=True, device=CPU) as eps:
+            loss = (eps(x, torch.tensor([3, 900])) - x).square().mean()
+        loss.backward()
+        grads.append([p.grad.clone() for p in net.parameters()])
+        opt.step()
+        net.eval()
+    assert compile_counters["stats"]["unique_graphs"] == 1
+    assert all(torch.equal(a, b) for a, b in zip(*grads, strict=True))
+
+    with torch.no_grad():
+        torch.testing.assert_close(nets[1](x, t).sample, nets[0](x, t).sample, rtol=1e-5, atol=1e-5)
+    assert compile_counters["stats"]["unique_graphs"] == 2  # the stepped weights, frozen anew
 
 
 def test_compiled_training_step_equals_eager(compile_counters):
