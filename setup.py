@@ -39,6 +39,7 @@ setup(
             "pytest>=8.0",
             "pytest-timeout>=2.3",  # a hung test fails alone instead of holding the CI run until its limit
             "ruff>=0.6",
+            "import-linter>=2.0",  # the package's layers (pyproject.toml's contracts), checked by .ci/run
             "scikit-learn>=1.3",
             "tensorboard>=2.14",
             "matplotlib>=3.7",
@@ -47,6 +48,8 @@ setup(
             "transformers>=4.40",
             "gradio==6.31.0",
             "playwright==1.65.2",  # drives the system Chromium in tests/test_app_browser.py (no browser download)
+            "mkdocs>=1.6",  # the docs site and its API reference: `mkdocs build --strict`, checked by .ci/run
+            "mkdocstrings[python]>=0.29",
         ],
     },
 )

@@ -1,28 +1,26 @@
 #!/usr/bin/env bash
-# Issue 13's GPU measurements in one run of at most BUDGET=520 s (compilation included) on one H200 or H100: every
-# row of its targets table, each side in the same run with peak memory beside each figure, the torch.profiler top
-# kernels of a training step and a sampling step, torch.compile's variants and their compile time, the CUDA-only
-# tests. Each section runs under its own time limit (and what is left of BUDGET), so a failure or an overrun leaves
-# the others' results; most wanted first. Results (JSON, logs, profiles) go to OUT_DIR; the short table comes last.
+# The GPU measurements in one run of at most BUDGET=520 s (compilation included) on one H200 or H100: every row of
+# the targets table in docs/benchmarks.md, each side in the same run with peak memory beside each figure, the
+# torch.profiler top kernels of a training step and a sampling step, torch.compile's variants and their compile time,
+# the CUDA-only tests. Each section runs under its own time limit (and what is left of BUDGET), so a failure or an
+# overrun leaves the others' results; most wanted first. Results (JSON, logs, profiles) go to OUT_DIR; the short
+# table comes last.
 #
 #   bash benchmarks/gpu_check.sh OUT_DIR
 #   DEVICE=cpu bash benchmarks/gpu_check.sh /tmp/out     # dry run: toy networks, a few steps, a few minutes
 #
-# ---- For the next session lent a GPU (the `run` tool), copy exactly: -----------------------------------------------
-# Here, once (the device image has torch, Triton and accelerate but not diffusers or datasets; nothing can be
-# downloaded there; the wheels are pure Python):
+# ---- On a GPU machine that cannot download packages (its image has torch, Triton and accelerate but not diffusers
+# or datasets; the wheels are pure Python). First, on a machine with network access, in the checkout:
 #   grep -qx '/.whl/' .git/info/exclude 2>/dev/null || echo /.whl/ >> .git/info/exclude
 #   grep -qx '/.gpu/' .git/info/exclude 2>/dev/null || echo /.gpu/ >> .git/info/exclude
 #   python3 -m pip download --no-deps --only-binary=:all: --python-version 3.12 --implementation cp \
 #       --platform manylinux2014_x86_64 -d .whl diffusers==0.42.1 datasets==5.2.0 dill==0.4.1 multiprocess==0.70.19
 #   optional: a trained digits pipeline (model_index.json, unet/, scheduler/ of `--preset digits`) in .gpu/digits
 #   for the quality row; without it the script trains one on the GPU first (about a minute of the budget).
-# Then one call of the run tool (leave ".gpu" out of carry if there is no .gpu/digits), the command as one line:
-#   carry: [".whl", ".gpu"]    timeout_s: 600    command:
-#   python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/site .whl/*.whl && export PYTHONPATH=/tmp/site || exit; TARBALL=$OUT/gpu_results.tgz bash benchmarks/gpu_check.sh /tmp/r
-# The reply's output_tail ends with the table; gpu_results.tgz (repacked after every section) holds every log, JSON,
-# profile table and Chrome trace. Copy the figures, the card and the driver into docs/benchmarks.md; call give_back
-# unless rerunning at once.
+# Then copy the checkout with .whl/ (and .gpu/) to the GPU machine and run there, as one line, within 600 s:
+#   python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/site .whl/*.whl && export PYTHONPATH=/tmp/site || exit; TARBALL=gpu_results.tgz bash benchmarks/gpu_check.sh /tmp/r
+# The output ends with the table; gpu_results.tgz (repacked after every section) holds every log, JSON, profile
+# table and Chrome trace. Copy the figures, the card, the driver, the date and the command into docs/benchmarks.md.
 # SECTIONS="sampling_1000 training_bf16 ..." runs only those sections (the names given to `section` below), e.g. to
 # finish a run cut short.
 # -------------------------------------------------------------------------------------------------------------------

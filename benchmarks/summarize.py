@@ -1,5 +1,6 @@
-"""The short table gpu_check.sh prints last: each row of issue 13's targets from the JSON files its sections wrote,
-with peak memory beside each figure and whether the target was met. A row whose section did not finish says so.
+"""The short table gpu_check.sh prints last: each row of the GPU targets (docs/benchmarks.md) from the JSON files its
+sections wrote, with peak memory beside each figure and whether the target was met. A row whose section did not
+finish says so.
 
     python benchmarks/summarize.py OUT_DIR          # also writes OUT_DIR/table.md
 """
@@ -157,7 +158,7 @@ def main() -> None:
     header = load(out, "sampling_1000.json") or load(out, "training_bf16.json") or {}
     device = header.get("device", "?")
     toy = " — TOY SIZES (DDPM_BENCH_TOY=1): a dry run, not figures" if header.get("toy") else ""
-    lines = [f"== issue 13 targets on {device}, torch {header.get('torch', '?')}{toy} =="]
+    lines = [f"== GPU targets on {device}, torch {header.get('torch', '?')}{toy} =="]
     for rows in (training_rows, sampling_rows, train256_rows, quality_rows, profile_rows):
         lines += rows(out)
     text = "\n".join(lines)

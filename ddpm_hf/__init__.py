@@ -6,6 +6,7 @@
 import diffusers as _diffusers
 from diffusers import ModelMixin, SchedulerMixin  # noqa: F401
 
+from .errors import DDPMError
 from .pipeline import DDPMPaperPipeline
 from .scheduler import DDPMPaperScheduler, DDPMPaperSchedulerOutput
 from .unet import DDPMUNet2DModel
@@ -19,4 +20,4 @@ for _cls in (DDPMPaperPipeline, DDPMPaperScheduler, DDPMUNet2DModel):
 setattr(_diffusers, DDPMPaperScheduler.__name__, DDPMPaperScheduler)
 
 __version__ = "0.4.0"
-__all__ = ["DDPMPaperPipeline", "DDPMPaperScheduler", "DDPMPaperSchedulerOutput", "DDPMUNet2DModel"]
+__all__ = ["DDPMError", "DDPMPaperPipeline", "DDPMPaperScheduler", "DDPMPaperSchedulerOutput", "DDPMUNet2DModel"]

@@ -14,6 +14,7 @@ import torch
 from diffusers.utils.torch_utils import randn_tensor
 
 from .checks import check_int
+from .errors import InputError
 from .fastpath import EpsModel
 from .likelihood import BitsPerDim
 from .pixels import PIXEL_SCALE
@@ -113,11 +114,11 @@ def interpolate(
     t = check_int("t", t, 0, num_timesteps - 1)
     num = check_int("num", num, 2)  # both ends included
     if x_a.ndim != 3 or x_a.shape != x_b.shape:
-        raise ValueError(
+        raise InputError(
             f"x_a and x_b must be images [C, H, W] of one shape, got {tuple(x_a.shape)}, {tuple(x_b.shape)}"
         )
     if isinstance(generator, list):
-        raise ValueError("interpolate takes a single torch.Generator, not a list")
+        raise InputError("interpolate takes a single torch.Generator, not a list")
     sources = torch.stack([x_a, x_b]).float()
     noise = randn_tensor(tuple(sources.shape), generator=generator, device=sources.device, dtype=sources.dtype)
     x_t, x_t_prime = scheduler.q_sample(sources, torch.full((2,), t, device=sources.device), noise)

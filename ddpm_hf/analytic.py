@@ -11,7 +11,7 @@ and the Hub carry it, and `DDPMPaperScheduler(variance_type="analytic")` samples
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -20,10 +20,12 @@ import torch
 
 from .checks import check_int
 from .diffusion import analytic_variance
+from .errors import InputError
 from .fastpath import EpsModel
 from .likelihood import mean_flat, noised_pairs
 from .progress import Progress
 from .scheduler import DDPMPaperScheduler
+from .schedulers import check_num_inference_steps
 
 METHOD = "Monte Carlo: the mean over images of ‖ε_θ(x_t, t)‖²/d, one x_t ~ q(x_t | x_0) per image and timestep"
 
@@ -75,7 +77,7 @@ class GammaEstimate:
         """The scheduler config keys that carry this estimate: `analytic_gamma` and `analytic_estimate`."""
         bad = [t for t, g in zip(self.timesteps, self.gamma, strict=True) if not np.isfinite(g)]
         if bad:
-            raise ValueError(f"Γ_t is not finite at timesteps {bad[:8]}: the network's output is not finite there")
+            raise InputError(f"Γ_t is not finite at timesteps {bad[:8]}: the network's output is not finite there")
         return {
             "analytic_gamma": self.per_timestep(self.gamma, num_train_timesteps),
             "analytic_estimate": {
@@ -109,28 +111,33 @@ def eps_mean_squares(
     return squares, errors
 
 
-def gamma_timesteps(scheduler: DDPMPaperScheduler, num_inference_steps: Sequence[int] | None = None) -> list[int]:
-    """The timesteps to estimate Γ at: all T (None), or those of the chains of the given step counts."""
+def gamma_timesteps(scheduler: DDPMPaperScheduler, num_inference_steps: int | Sequence[int] | None = None) -> list[int]:
+    """The timesteps to estimate Γ at: all T (None), or those of the chains of the given step count (or counts, as
+    `pipe()` takes one); each count checked before any work (`ddpm_hf.schedulers.check_num_inference_steps`)."""
     if num_inference_steps is None:
         return list(range(scheduler.config.num_train_timesteps))
-    steps = {int(t) for n in num_inference_steps for t in scheduler.chain(n).timesteps}
-    return sorted(steps)
+    single = isinstance(num_inference_steps, (str, bytes)) or not isinstance(num_inference_steps, Iterable)
+    counts = [num_inference_steps] if single else list(num_inference_steps)
+    if not counts:
+        raise InputError("num_inference_steps is empty: give a step count, several, or None for every timestep")
+    counts = [check_num_inference_steps(scheduler, n) for n in counts]
+    return sorted({int(t) for n in counts for t in scheduler.chain(n).timesteps})
 
 
 def estimate_gamma(
     eps_model: EpsModel,
     scheduler: DDPMPaperScheduler,
     x_0: torch.Tensor,
-    num_inference_steps: Sequence[int] | None = None,
+    num_inference_steps: int | Sequence[int] | None = None,
     generator: torch.Generator | None = None,
     batch_size: int | None = None,
     progress: Progress = True,
 ) -> GammaEstimate:
     """Γ_t = E‖ε_θ(x_t, t)‖²/d by Monte Carlo over the images x_0 [M, C, H, W] on [-1, 1] (training images, as
-    Bao et al.), at every timestep or at those of the given step counts' chains. One process; for many images on
-    many processes, resumable, see `ddpm_hf.evaluation.estimate_analytic_variance`."""
+    Bao et al.), at every timestep or at those of the chains of the given step count (or counts). One process; for
+    many images on many processes, resumable, see `ddpm_hf.evaluation.estimate_analytic_variance`."""
     if x_0.ndim != 4 or not x_0.is_floating_point() or x_0.shape[0] < 2:
-        raise ValueError(f"x_0 must be at least 2 float images [M, C, H, W] in [-1, 1], got {tuple(x_0.shape)}")
+        raise InputError(f"x_0 must be at least 2 float images [M, C, H, W] in [-1, 1], got {tuple(x_0.shape)}")
     timesteps = gamma_timesteps(scheduler, num_inference_steps)
     squares, errors = eps_mean_squares(
         eps_model, scheduler, x_0, torch.tensor(timesteps), generator, batch_size, progress
@@ -141,7 +148,7 @@ def estimate_gamma(
 def with_analytic_variance(scheduler: DDPMPaperScheduler, estimate: GammaEstimate) -> DDPMPaperScheduler:
     """A copy of `scheduler` (same schedule and options) whose reverse variance is Analytic-DPM's, from `estimate`."""
     if not isinstance(scheduler, DDPMPaperScheduler):
-        raise ValueError(f"the analytic variance is DDPMPaperScheduler's, not {type(scheduler).__name__}'s")
+        raise InputError(f"the analytic variance is DDPMPaperScheduler's, not {type(scheduler).__name__}'s")
     config = estimate.scheduler_config(scheduler.config.num_train_timesteps)
     return DDPMPaperScheduler.from_config(scheduler.config, variance_type="analytic", **config)
 

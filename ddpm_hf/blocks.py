@@ -14,6 +14,7 @@ from diffusers.models.attention_processor import Attention, AttnProcessor2_0
 from diffusers.models.resnet import ResnetBlock2D
 from torch import nn
 
+from .errors import InputError
 from .fastpath import weight_memory_format
 
 _compiling = getattr(torch.compiler, "is_compiling", lambda: False)  # torch.compiler.is_compiling: PyTorch ≥ 2.3
@@ -30,7 +31,7 @@ def dropout(x: torch.Tensor, p: float, training: bool) -> torch.Tensor:
     if not training or p == 0.0 or x.device.type != "cpu" or _compiling():
         return F.dropout(x, p, training)
     if not 0.0 <= p <= 1.0:
-        raise ValueError(f"dropout probability must be in [0, 1], got {p}")
+        raise InputError(f"dropout probability must be in [0, 1], got {p}")
     if p == 1.0:
         return x * 0
     keep = torch.empty_like(x, dtype=torch.int32).random_() >= round(p * 2**31)  # random_ on int32: [0, 2³¹)

@@ -13,6 +13,8 @@ from typing import TYPE_CHECKING, Any
 
 from huggingface_hub import EvalResult, ModelCard, ModelCardData
 
+from .identity import describe_sampler
+
 if TYPE_CHECKING:
     from .evaluation import EvaluationReport
 
@@ -32,6 +34,16 @@ METRICS = {
     "nll_bits_per_dim": ("nll", "NLL (bits/dim)", "nll_data"),
 }
 FEATURES = {"inception": "Inception-v3 (TF 2015-12-05)", "dinov2": "DINOv2", "clip": "CLIP"}
+
+
+def _sampler(metrics: dict[str, Any], key: str) -> str:
+    """The sampler, its variance and step count that made a metric, in words (older reports: the run's, or none)."""
+    record = (metrics.get("measurements") or {}).get(key) or {}
+    sampler = record.get("sampler") or metrics.get("sampler")
+    steps = record.get("num_inference_steps") or (
+        None if key == "nll_bits_per_dim" else metrics.get("num_inference_steps")
+    )
+    return describe_sampler(sampler, steps)
 
 
 def _measurement(metrics: dict[str, Any], key: str) -> tuple[dict[str, Any], int | None, str]:
@@ -86,6 +98,7 @@ def _metric_rows(metrics: dict[str, Any], dataset: str | None) -> list[dict[str,
                 "data": " ".join(filter(None, [data_name, split and f"({split})"])) if data_key else "—",
                 "images": f"{count:,}" if count else "—",
                 "features": _features_name(metrics, features),
+                "sampler": _sampler(metrics, key),
                 "result": EvalResult(
                     task_type=TASK,
                     dataset_type=data_name,
@@ -113,6 +126,8 @@ def render_model_card(
     license: str = "apache-2.0",
     samples: str | None = None,
     variance: str | None = None,
+    source: str | None = None,
+    paper_results: str | None = None,
 ) -> ModelCard:
     """The model card pushed with a checkpoint, rendered from `model_card.md` with `huggingface_hub.ModelCard`.
 
@@ -128,6 +143,10 @@ def render_model_card(
         samples: the path, in the repo, of a sample grid pushed with the card (shown under Samples).
         variance: markdown on the scheduler's reverse variance where it is not the paper's (Analytic-DPM's, from
             `ddpm_hf.analytic.describe`), under "Reverse variance".
+        source: markdown on where weights not trained here come from (a released checkpoint converted by
+            `ddpm_hf.convert`), under "Source"; the card then introduces the network as converted.
+        paper_results: markdown of what the paper reports for these weights, under "Reported in the paper", apart
+            from the measured Results.
     """
     dataset = dataset_id(dataset)
     if hasattr(metrics, "to_dict"):  # an EvaluationReport (not imported here: the card needs no evaluation stack)
@@ -155,6 +174,8 @@ def render_model_card(
         evaluation=metrics or {},
         samples=samples,
         variance=variance,
+        source=source,
+        paper_results=paper_results,
     )
 
 
@@ -166,7 +187,8 @@ def card_section(card: ModelCard | str, heading: str) -> str | None:
 
 
 def rerender_card(card_path: str | Path, repo_id: str, **kwargs: Any) -> ModelCard:
-    """A card for `repo_id` keeping the training details, dataset and reverse-variance note of a saved card (if any)."""
+    """A card for `repo_id` keeping the training details, dataset, reverse-variance note, source and the paper's
+    figures of a saved card (if any)."""
     path = Path(card_path)
     if path.is_file():
         old = ModelCard.load(path)
@@ -174,6 +196,8 @@ def rerender_card(card_path: str | Path, repo_id: str, **kwargs: Any) -> ModelCa
         kwargs.setdefault("training_details", None if training == NO_TRAINING_DETAILS else training)
         kwargs.setdefault("dataset", (old.data.datasets or [None])[0])
         kwargs.setdefault("variance", card_section(old, "Reverse variance"))
+        kwargs.setdefault("source", card_section(old, "Source"))
+        kwargs.setdefault("paper_results", card_section(old, "Reported in the paper"))
     if (path.parent / "samples.png").is_file():  # a training folder's grid, pushed with it
         kwargs.setdefault("samples", "samples.png")
     return render_model_card(repo_id, **kwargs)

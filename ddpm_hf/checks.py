@@ -14,9 +14,9 @@ def check_int(name: str, value: Any, low: int = 1, high: int | None = None) -> i
     """`value` as an int if it is an integer (not a bool) in [low, high]; otherwise a ValueError that names it."""
     in_range = f"an integer ≥ {low}" if high is None else f"an integer in [{low}, {high}]"
     if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
-        raise ValueError(f"{name} must be {in_range}, got {value!r}")
+        raise InputError(f"{name} must be {in_range}, got {value!r}")
     if value < low or (high is not None and value > high):
-        raise ValueError(f"{name} must be {in_range}, got {value}")
+        raise InputError(f"{name} must be {in_range}, got {value}")
     return int(value)
 
 
@@ -61,7 +61,7 @@ def check_choice(name: str, value: Any, choices: Any) -> Any:
     """`value` if it is one of `choices` (a `Literal[...]` type or a sequence); a ValueError listing them otherwise."""
     allowed = get_args(choices) or tuple(choices)
     if value not in allowed:
-        raise ValueError(f"{name} must be one of {allowed}, got {value!r}")
+        raise InputError(f"{name} must be one of {allowed}, got {value!r}")
     return value
 
 

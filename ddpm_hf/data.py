@@ -10,6 +10,7 @@ import numpy as np
 import torch
 from PIL import Image
 
+from .errors import DDPMError, InputError, MissingFileError
 from .pixels import scale_to_model
 
 if TYPE_CHECKING:  # imported where used: `import ddpm_hf` (and sampling) needs no `datasets`
@@ -18,10 +19,13 @@ if TYPE_CHECKING:  # imported where used: `import ddpm_hf` (and sampling) needs 
 DIGITS = "sklearn-digits"  # scikit-learn's bundled 8×8 digits: data that needs no download
 # Its splits: the first 1,500 digits to train on, the last 297 held out (each class 27 to 33 times).
 DIGITS_SPLITS = {"train": slice(0, 1500), "test": slice(1500, None)}
+# Splits whose images changed between versions, for runs saved before a run recorded its data's fingerprint:
+# (dataset, split) -> (the version that changed it, its image count before, the split holding those images now).
+REDEFINED_SPLITS = {(DIGITS, "train"): ("0.3.0", 1797, "train+test"), (DIGITS, "test"): ("0.3.0", 1797, "train+test")}
 IMAGE_COLUMNS = ("image", "img")
 
 
-class BadImageError(ValueError):
+class BadImageError(DDPMError, ValueError):
     """An image that cannot be decoded; the message names its file (or its row when it has none)."""
 
     def __init__(self, message: str, where: str = "") -> None:
@@ -37,7 +41,7 @@ def digits_dataset(split: str = "train") -> datasets.Dataset:
 
     names = split.split("+")  # datasets' syntax: "train+test" is all 1,797, in their order (before 0.3, "train")
     if not all(name in DIGITS_SPLITS for name in names):
-        raise ValueError(f"{DIGITS} has the splits {sorted(DIGITS_SPLITS)} (and 'train+test'), not {split!r}")
+        raise InputError(f"{DIGITS} has the splits {sorted(DIGITS_SPLITS)} (and 'train+test'), not {split!r}")
     digits = load_digits()
     index = np.concatenate([np.arange(len(digits.target))[DIGITS_SPLITS[name]] for name in names])
     pixels = np.round(digits.images[index] * (255.0 / 16.0)).astype(np.uint8)
@@ -67,7 +71,7 @@ def load_image_dataset(
     import datasets
 
     if (dataset_name is None) == (train_data_dir is None):
-        raise ValueError("pass exactly one of dataset_name and train_data_dir")
+        raise InputError("pass exactly one of dataset_name and train_data_dir")
     if dataset_name == DIGITS:
         ds = digits_dataset(split)
     elif dataset_name is not None and any(
@@ -78,11 +82,11 @@ def load_image_dataset(
             ds = ds[split]
     elif train_data_dir is not None:
         if not os.path.isdir(train_data_dir):
-            raise FileNotFoundError(f"train_data_dir {train_data_dir}: no such folder")
+            raise MissingFileError(f"train_data_dir {train_data_dir}: no such folder")
         try:
             ds = datasets.load_dataset("imagefolder", data_dir=train_data_dir, split=split, cache_dir=cache_dir)
         except (ValueError, FileNotFoundError) as e:  # datasets: 'Instruction "train" corresponds to no data!'
-            raise ValueError(
+            raise InputError(
                 f"train_data_dir {train_data_dir} holds no images that datasets' imagefolder reads (for split "
                 f"{split!r}: images directly inside it, or in subfolders; .png, .jpg, ...): {e}"
             ) from e
@@ -91,12 +95,12 @@ def load_image_dataset(
     if image_column is None:
         found = [c for c in IMAGE_COLUMNS if c in ds.column_names]
         if not found:
-            raise ValueError(f"no image column among {ds.column_names}; pass image_column")
+            raise InputError(f"no image column among {ds.column_names}; pass image_column")
         image_column = found[0]
     elif image_column not in ds.column_names:
-        raise ValueError(f"image_column {image_column!r} not in {ds.column_names}")
+        raise InputError(f"image_column {image_column!r} not in {ds.column_names}")
     if not isinstance(ds.features[image_column], datasets.Image):
-        raise ValueError(f"column {image_column!r} holds {ds.features[image_column]}, not images")
+        raise InputError(f"column {image_column!r} holds {ds.features[image_column]}, not images")
     return ds.cast_column(image_column, datasets.Image(decode=False)), image_column
 
 
@@ -128,7 +132,7 @@ def to_8bit(image: Image.Image) -> Image.Image:
 def to_tensor(image: Image.Image, resolution: int, channels: int) -> torch.Tensor:
     """[C, H, W] uint8: converted to `channels` (1: L, 3: RGB), shorter side resized to `resolution`, center-cropped."""
     if channels not in (1, 3):
-        raise ValueError(f"channels must be 1 or 3, got {channels}")
+        raise InputError(f"channels must be 1 or 3, got {channels}")
     image = to_8bit(image).convert("L" if channels == 1 else "RGB")
     if image.size != (resolution, resolution):
         scale = resolution / min(image.size)
@@ -158,7 +162,7 @@ def conversion(image: Image.Image, resolution: int, channels: int) -> str | None
     return f"{describe(*image.size, image_channels(image))} to {describe(resolution, resolution, channels)}"
 
 
-class ImageMismatchError(ValueError):
+class ImageMismatchError(DDPMError, ValueError):
     """An image whose size or channels differ from the network's, where converting it was not asked for."""
 
 
@@ -247,10 +251,10 @@ def images_to_model(images: Any, resolution: int, channels: int) -> torch.Tensor
     if isinstance(images, (Image.Image, np.ndarray, torch.Tensor)):
         images = [images] if isinstance(images, Image.Image) or images.ndim == 3 else list(images)
     if not isinstance(images, (list, tuple)) or len(images) == 0:
-        raise ValueError(f"expected images (PIL, uint8 arrays or tensors), got {type(images).__name__}")
+        raise InputError(f"expected images (PIL, uint8 arrays or tensors), got {type(images).__name__}")
     batch = torch.stack([_one_image_to_model(image, resolution, channels) for image in images])
     if batch.shape[1:] != (channels, resolution, resolution):
-        raise ValueError(f"images must be {channels}×{resolution}×{resolution} (C×H×W), got {tuple(batch.shape[1:])}")
+        raise InputError(f"images must be {channels}×{resolution}×{resolution} (C×H×W), got {tuple(batch.shape[1:])}")
     return batch
 
 
@@ -259,7 +263,7 @@ def _one_image_to_model(image: Any, resolution: int, channels: int) -> torch.Ten
         return scale_to_model(to_tensor(image, resolution, channels))
     if isinstance(image, np.ndarray):
         if image.dtype != np.uint8 or image.ndim != 3:
-            raise ValueError(f"numpy images must be uint8 HWC, got {image.dtype} of shape {image.shape}")
+            raise InputError(f"numpy images must be uint8 HWC, got {image.dtype} of shape {image.shape}")
         return scale_to_model(torch.from_numpy(image.copy()).permute(2, 0, 1))
     if isinstance(image, torch.Tensor) and image.ndim == 3:
         if image.dtype == torch.uint8:
@@ -267,6 +271,6 @@ def _one_image_to_model(image: Any, resolution: int, channels: int) -> torch.Ten
         if image.is_floating_point():
             low, high = float(image.min()), float(image.max())
             if low < -1.0 or high > 1.0:
-                raise ValueError(f"float images must lie in [-1, 1], got values in [{low}, {high}]")
+                raise InputError(f"float images must lie in [-1, 1], got values in [{low}, {high}]")
             return image.float()
-    raise ValueError(f"cannot use {type(image).__name__} {getattr(image, 'shape', '')} as an image")
+    raise InputError(f"cannot use {type(image).__name__} {getattr(image, 'shape', '')} as an image")

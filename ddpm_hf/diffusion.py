@@ -14,6 +14,7 @@ import numpy as np
 import torch
 
 from .checks import check_choice
+from .errors import InputError
 
 VarianceType = Literal["fixed_small", "fixed_large", "analytic"]
 # Images on the model's scale lie in [-1, 1]: Bao et al.'s (b - a) / 2, which bounds the posterior variance of x_0.
@@ -50,10 +51,10 @@ def linear_beta_schedule(beta_start: float, beta_end: float, num_timesteps: int)
 def check_betas(betas: np.ndarray) -> None:
     """Raise a ValueError unless betas is a non-empty 1-D sequence with every β_t in the open interval (0, 1)."""
     if betas.ndim != 1 or betas.shape[0] < 1:
-        raise ValueError(f"betas must be a non-empty 1-D sequence, got shape {tuple(betas.shape)}")
+        raise InputError(f"betas must be a non-empty 1-D sequence, got shape {tuple(betas.shape)}")
     bad = np.flatnonzero(~((betas > 0) & (betas < 1)))
     if bad.size:
-        raise ValueError(f"betas must lie in (0, 1); betas[{bad[0]}] = {float(betas[bad[0]])}")
+        raise InputError(f"betas must lie in (0, 1); betas[{bad[0]}] = {float(betas[bad[0]])}")
 
 
 def make_tables(betas: np.ndarray | torch.Tensor) -> DiffusionTables:
@@ -105,7 +106,7 @@ def model_log_variance_table(
         return tables.posterior_log_variance_clipped
     if variance_type == "analytic":
         if gamma is None or gamma.shape != tables.betas.shape:
-            raise ValueError(f"variance_type='analytic' needs Γ at each of the chain's {len(tables.betas)} steps")
+            raise InputError(f"variance_type='analytic' needs Γ at each of the chain's {len(tables.betas)} steps")
         # The decoder p(x_0 | x_1) is a discretised Gaussian, not a KL term: it keeps β̃_1, as Analytic-DPM's code.
         return torch.cat([tables.posterior_log_variance_clipped[:1], torch.log(analytic_variance(tables, gamma)[1:])])
     # β̃_1 at t = 0 gives the better decoder likelihood, as in the reference.
@@ -118,15 +119,15 @@ def custom_timesteps(timesteps: list[int] | np.ndarray | torch.Tensor, num_times
     descending, in [0, num_timesteps); a ValueError naming the first that is not."""
     values = np.asarray(timesteps.tolist() if isinstance(timesteps, torch.Tensor) else timesteps)
     if values.ndim != 1 or values.size == 0:
-        raise ValueError(f"timesteps must be a non-empty list of integers, got {timesteps!r}")
+        raise InputError(f"timesteps must be a non-empty list of integers, got {timesteps!r}")
     if not np.issubdtype(values.dtype, np.integer):
         if not np.issubdtype(values.dtype, np.floating) or not np.all(values == np.round(values)):
-            raise ValueError(f"timesteps must be integers, got {timesteps!r}")
+            raise InputError(f"timesteps must be integers, got {timesteps!r}")
     values = values.astype(np.int64)
     if np.any(np.diff(values) >= 0):
-        raise ValueError(f"timesteps must be in descending order, got {values.tolist()}")
+        raise InputError(f"timesteps must be in descending order, got {values.tolist()}")
     if values[0] >= num_timesteps or values[-1] < 0:
-        raise ValueError(f"timesteps must lie in [0, {num_timesteps}) (num_train_timesteps), got {values.tolist()}")
+        raise InputError(f"timesteps must lie in [0, {num_timesteps}) (num_train_timesteps), got {values.tolist()}")
     return values
 
 
@@ -149,7 +150,7 @@ def check_timesteps(t: torch.Tensor | int, num_timesteps: int) -> None:
     """
     if isinstance(t, torch.Tensor):
         if t.is_floating_point() or t.is_complex() or t.dtype == torch.bool:
-            raise ValueError(f"timesteps must be integers, got a {t.dtype} tensor")
+            raise InputError(f"timesteps must be integers, got a {t.dtype} tensor")
         if t.device.type != "cpu":
             torch._assert_async(((t >= 0) & (t < num_timesteps)).all(), f"timesteps must lie in [0, {num_timesteps})")
             return
@@ -157,9 +158,9 @@ def check_timesteps(t: torch.Tensor | int, num_timesteps: int) -> None:
     elif isinstance(t, (int, np.integer)) and not isinstance(t, bool):
         low = high = int(t)
     else:
-        raise ValueError(f"timesteps must be integers, got {t!r}")
+        raise InputError(f"timesteps must be integers, got {t!r}")
     if low < 0 or high >= num_timesteps:
-        raise ValueError(f"timesteps must lie in [0, {num_timesteps}), got values from {low} to {high}")
+        raise InputError(f"timesteps must lie in [0, {num_timesteps}), got values from {low} to {high}")
 
 
 def extract(table: torch.Tensor, t: torch.Tensor | int, x: torch.Tensor) -> torch.Tensor:
@@ -178,14 +179,15 @@ def q_sample(tables: DiffusionTables, x_0: torch.Tensor, t: torch.Tensor, noise:
     """x_t = sqrt(ᾱ_t) x_0 + sqrt(1 - ᾱ_t) ε, a sample of q(x_t | x_0) (Eq. 4), in float32 or wider."""
     check_timesteps(t, len(tables.betas))
     if not x_0.is_floating_point():
-        raise ValueError(
+        raise InputError(
             f"the images are {x_0.dtype}: q_sample/add_noise take float images on the model's scale [-1, 1] "
             "(uint8 x as x / 127.5 - 1, ddpm_hf.data.scale_to_model), or x_t would be cast back to integers"
         )
     if noise.shape != x_0.shape:
-        raise ValueError(f"noise must have the samples' shape {tuple(x_0.shape)}, got {tuple(noise.shape)}")
-    if isinstance(t, torch.Tensor) and t.ndim > 0 and tuple(t.shape) != (x_0.shape[0],):
-        raise ValueError(f"timesteps must be one per image ({x_0.shape[0]}) or one for all, got shape {tuple(t.shape)}")
+        raise InputError(f"noise must have the samples' shape {tuple(x_0.shape)}, got {tuple(noise.shape)}")
+    # One per image, or one for all: a scalar, or shape (1,) as diffusers' add_noise broadcasts it.
+    if isinstance(t, torch.Tensor) and t.ndim > 0 and tuple(t.shape) not in ((x_0.shape[0],), (1,)):
+        raise InputError(f"timesteps must be one per image ({x_0.shape[0]}) or one for all, got shape {tuple(t.shape)}")
     dtype = compute_dtype(x_0.dtype)
     return extract(tables.sqrt_alphas_cumprod, t, x_0) * x_0.to(dtype) + extract(
         tables.sqrt_one_minus_alphas_cumprod, t, x_0
@@ -244,7 +246,7 @@ def p_mean_variance(
     `clip_denoised` clips x̂_0 to [-1, 1] when True, to [-r, r] when a number r, and not at all when False or None.
     """
     if eps.shape != x_t.shape:
-        raise ValueError(
+        raise InputError(
             f"the network's ε has shape {tuple(eps.shape)} but x_t has {tuple(x_t.shape)}: an ε-prediction needs "
             "out_channels == in_channels"
         )

@@ -6,6 +6,7 @@ import math
 
 from PIL import Image
 
+from .errors import InputError
 from .pixels import uint8_to_pil  # noqa: F401 (re-exported beside image_grid, which takes its images)
 
 
@@ -16,7 +17,7 @@ def image_grid(images: list[Image.Image], cols: int | None = None, pad: int = 0,
     tiny images (8×8 digits) stay crisp.
     """
     if not images:
-        raise ValueError("image_grid needs at least one image")
+        raise InputError("image_grid needs at least one image")
     cols = cols or math.ceil(math.sqrt(len(images)))
     rows = math.ceil(len(images) / cols)
     w, h = images[0].width * scale, images[0].height * scale

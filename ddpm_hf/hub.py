@@ -14,6 +14,8 @@ from huggingface_hub.errors import HFValidationError
 
 from .card import render_model_card
 from .checks import error_chain
+from .errors import DDPMError, HubError, InputError, MissingFileError
+from .identity import check_metrics, sampler_identity, weights_sha256
 
 if TYPE_CHECKING:
     from diffusers import DiffusionPipeline
@@ -41,14 +43,14 @@ def download_pipeline(repo_id: str, **kwargs: Any) -> str:
     and `HF_HUB_OFFLINE` like any diffusers download.
     """
     if is_local_path(repo_id):
-        raise FileNotFoundError(f"no pipeline folder at {repo_id}: the directory does not exist")
+        raise MissingFileError(f"no pipeline folder at {repo_id}: the directory does not exist")
     snapshot_kwargs = {k: kwargs[k] for k in _SNAPSHOT_KWARGS if kwargs.get(k) is not None}
     try:
         return snapshot_download(repo_id, allow_patterns=PIPELINE_FILE_PATTERNS, **snapshot_kwargs)
     except HFValidationError:
-        raise FileNotFoundError(f"{repo_id} is not a folder here, nor a Hub repo id (owner/name)") from None
+        raise MissingFileError(f"{repo_id} is not a folder here, nor a Hub repo id (owner/name)") from None
     except Exception as e:  # not found, gated, offline without a cached copy, no network...
-        raise OSError(
+        raise HubError(
             f"{repo_id} is not a folder here (no such directory), and as a Hub repo it could not be fetched: "
             f"{_failure(e, constants.ENDPOINT)}"
         ) from e
@@ -59,21 +61,7 @@ def is_local_path(name: str) -> bool:
     return name.startswith((".", "/", "~")) or "\\" in name or name.count("/") > 1 or os.path.isfile(name)
 
 
-def check_metrics_weights(metrics: Any, pipe: Any) -> None:
-    """Refuse metrics measured on other weights than `pipe`'s: a card's metric must be the pushed weights'.
-    `metrics` is an `EvaluationReport` or its metrics.json dict, which records the measured weights' sha256."""
-    from .evaluation.runner import pipeline_weights_sha256  # the evaluation stack, only when metrics are pushed
-
-    record = metrics.to_dict() if hasattr(metrics, "to_dict") else metrics
-    measured, pushed = record.get("model_weights_sha256"), pipeline_weights_sha256(pipe)
-    if measured != pushed:
-        raise ValueError(
-            f"these metrics were measured on other weights (sha256 {measured or 'not recorded'}) than the pipeline "
-            f"pushed ({pushed}): evaluate this pipeline (ddpm_hf.evaluation.evaluate) and push its report"
-        )
-
-
-class HubUploadError(RuntimeError):
+class HubUploadError(DDPMError, RuntimeError):
     """A push that did not complete; the message says why, and that the local files are intact."""
 
 
@@ -87,7 +75,7 @@ def pipeline_files(folder: str | Path, extra: tuple[str, ...] = ("README.md",)) 
     folder = Path(folder)
     index = folder / "model_index.json"
     if not index.is_file():
-        raise FileNotFoundError(f"{folder} holds no model_index.json: it is not a saved pipeline")
+        raise MissingFileError(f"{folder} holds no model_index.json: it is not a saved pipeline")
     files = ["model_index.json"]
     for name, value in sorted(json.loads(index.read_text()).items()):
         if name.startswith("_") or not isinstance(value, list) or value[0] is None:
@@ -107,7 +95,7 @@ def check_repo_id(repo_id: str, what: str = "repo id") -> str:
     try:
         validate_repo_id(repo_id)
     except HFValidationError as e:
-        raise ValueError(f"{what} {repo_id!r} is not a valid Hub repo id (name or owner/name): {e}") from None
+        raise InputError(f"{what} {repo_id!r} is not a valid Hub repo id (name or owner/name): {e}") from None
     return repo_id
 
 
@@ -133,7 +121,7 @@ def upload_folder(
     Space) and `"dataset"` to a dataset repo (reference statistics) instead of a model repo: pass their `files`.
     """
     if repo_type not in ("model", "space", "dataset"):
-        raise ValueError(f"repo_type must be 'model', 'space' or 'dataset', got {repo_type!r}")
+        raise InputError(f"repo_type must be 'model', 'space' or 'dataset', got {repo_type!r}")
     check_repo_id(repo_id)
     api, source = HfApi(token=token), source or str(folder)
     space = {"space_sdk": "gradio"} if repo_type == "space" else {}
@@ -273,7 +261,7 @@ class PipelineHubMixin:
         Takes diffusers' `from_pretrained` arguments (`revision`, `token`, `cache_dir`, `torch_dtype`, ...).
         """
         if kwargs.get("use_safetensors") is False:
-            raise ValueError(f"{cls.__name__} only loads safetensors weights; drop use_safetensors=False")
+            raise InputError(f"{cls.__name__} only loads safetensors weights; drop use_safetensors=False")
         folder = pretrained_model_name_or_path
         if not os.path.isdir(folder):
             folder = cls.download(str(folder), **kwargs)
@@ -295,18 +283,29 @@ class PipelineHubMixin:
         *,
         revision: str | None = None,
         model_card: ModelCard | None = None,
+        other_sampler: bool = False,
         **card_kwargs: Any,
     ) -> CommitInfo:
         """Upload the pipeline and its model card to `repo_id`, on branch `revision` (created from main if missing).
 
         diffusers' own `push_to_hub` writes a generic card and cannot target a branch. The card is `model_card`, or
         `ddpm_hf.card.render_model_card(repo_id, **card_kwargs)` (`dataset`, `training_details`, `metrics`...).
+        `metrics` must be of these weights and, unless `other_sampler=True` publishes them as another sampler's (the
+        card names each metric's sampler), of this pipeline's scheduler (`ddpm_hf.identity.check_metrics`).
         Failures raise `HubUploadError`, which says why.
         """
         if not safe_serialization:
-            raise ValueError(f"{type(self).__name__} only saves safetensors weights; drop safe_serialization=False")
-        if card_kwargs.get("metrics") is not None:
-            check_metrics_weights(card_kwargs["metrics"], self)
+            raise InputError(f"{type(self).__name__} only saves safetensors weights; drop safe_serialization=False")
+        metrics = card_kwargs.get("metrics")
+        if metrics is not None:
+            record = metrics.to_dict() if hasattr(metrics, "to_dict") else metrics
+            check_metrics(
+                record,
+                weights_sha256(self.unet),
+                sampler_identity(self.scheduler),
+                other_sampler=other_sampler,
+                other_sampler_hint="other_sampler=True",
+            )
         card = model_card or render_model_card(repo_id, revision=revision, **card_kwargs)
         return upload_pipeline(
             self,

@@ -18,9 +18,11 @@ from diffusers.utils.torch_utils import randn_tensor
 
 from .checks import check_int
 from .diffusion import DiffusionTables, p_mean_variance, q_posterior_mean_variance, q_sample
+from .errors import InputError
 from .fastpath import EpsModel
 from .progress import Progress, track
 from .scheduler import Chain, DDPMPaperScheduler
+from .schedulers import check_num_inference_steps
 
 BIN_HALF_WIDTH = 1.0 / 255.0  # 8-bit pixels scaled to [-1, 1] lie 2/255 apart
 EDGE = 0.999  # pixels beyond ±EDGE are the extreme values, whose bins extend to ±∞
@@ -49,7 +51,7 @@ def discretized_gaussian_log_likelihood(x: torch.Tensor, means: torch.Tensor, lo
     -∞ and +∞. Probabilities are floored at 1e-12 before the log.
     """
     if x.shape != means.shape:
-        raise ValueError(f"x and means must have the same shape, got {tuple(x.shape)} and {tuple(means.shape)}")
+        raise InputError(f"x and means must have the same shape, got {tuple(x.shape)} and {tuple(means.shape)}")
     centered_x = x - means
     inv_stdv = torch.exp(-log_scales)
     cdf_plus = approx_standard_normal_cdf(inv_stdv * (centered_x + BIN_HALF_WIDTH))
@@ -107,12 +109,12 @@ def vlb_terms(
     Returns float64 [B], differentiable with respect to `eps_pred`; x̂_0 is not clipped, as in the reference.
     """
     if not (x_0.shape == x_t.shape == eps_pred.shape):
-        raise ValueError(
+        raise InputError(
             f"x_0, x_t and eps_pred must have one shape, got {tuple(x_0.shape)}, {tuple(x_t.shape)}, "
             f"{tuple(eps_pred.shape)}"
         )
     if t.shape != x_0.shape[:1]:
-        raise ValueError(f"t must have shape [{x_0.shape[0]}], got {tuple(t.shape)}")
+        raise InputError(f"t must have shape [{x_0.shape[0]}], got {tuple(t.shape)}")
     return vb_terms_bpd(scheduler, x_0, x_t, t, eps_pred, clip_denoised=False)[0]
 
 
@@ -128,12 +130,12 @@ class BitsPerDim:
 
 def _check_images(x_0: torch.Tensor, scheduler: DDPMPaperScheduler) -> None:
     if not isinstance(x_0, torch.Tensor) or x_0.ndim != 4 or not x_0.is_floating_point() or x_0.shape[0] == 0:
-        raise ValueError(f"x_0 must be a non-empty float tensor [B, C, H, W] in [-1, 1], got {_describe(x_0)}")
+        raise InputError(f"x_0 must be a non-empty float tensor [B, C, H, W] in [-1, 1], got {_describe(x_0)}")
     low, high = float(x_0.min()), float(x_0.max())
     if low < -1.0 or high > 1.0:
-        raise ValueError(f"x_0 must lie in [-1, 1] (8-bit pixels / 127.5 - 1), got values in [{low}, {high}]")
+        raise InputError(f"x_0 must lie in [-1, 1] (8-bit pixels / 127.5 - 1), got values in [{low}, {high}]")
     if not isinstance(scheduler, DDPMPaperScheduler):
-        raise ValueError(f"scheduler must be a DDPMPaperScheduler, got {type(scheduler).__name__}")
+        raise InputError(f"scheduler must be a DDPMPaperScheduler, got {type(scheduler).__name__}")
 
 
 def _describe(x: object) -> str:
@@ -163,7 +165,7 @@ def noised_pairs(
     """Every (image, timestep) pair of x_0 [B, ...] and `timesteps` [K] with fresh noise, `batch_size` pairs per
     network pass, timestep-major (the order the noise is drawn in), in float64: the Monte Carlo loop of the bound."""
     if isinstance(generator, list):
-        raise ValueError("pass a single torch.Generator, not a list")
+        raise InputError("pass a single torch.Generator, not a list")
     num_images, device = x_0.shape[0], x_0.device
     x_0 = x_0.to(torch.float64)
     timesteps = timesteps.to(device)
@@ -209,6 +211,8 @@ def bits_per_dim(
     _check_images(x_0, scheduler)
     num_images = x_0.shape[0]
     batch_size = check_int("batch_size", num_images if batch_size is None else batch_size)
+    if num_inference_steps is not None:
+        num_inference_steps = check_num_inference_steps(scheduler, num_inference_steps)
     chain = scheduler.chain(num_inference_steps)
     x_0 = x_0.to(torch.float64)
     terms = torch.zeros(num_images, len(chain.timesteps), dtype=torch.float64, device=x_0.device)

@@ -15,12 +15,14 @@ from diffusers.utils.torch_utils import randn_tensor
 from . import analysis, analytic, likelihood
 from .checks import check_choice, check_int
 from .data import images_to_model
+from .errors import DDPMError, InputError, InputTypeError
 from .fastpath import Precision, eps_model
 from .hub import PipelineHubMixin
+from .identity import IdentityMismatchError, weights_sha256
 from .pixels import model_to_unit
 from .sampling import ReverseStep, StepCallback, p_sample_loop
 from .scheduler import DDPMPaperScheduler
-from .schedulers import check_scheduler
+from .schedulers import check_num_inference_steps, check_scheduler
 from .unet import check_sample_size
 
 OutputType = Literal["pil", "np", "pt"]
@@ -28,7 +30,7 @@ OutputType = Literal["pil", "np", "pt"]
 StepEndCallback = Callable[[DiffusionPipeline, int, Any, dict[str, torch.Tensor]], dict] | PipelineCallback
 
 
-class NonFiniteSampleError(FloatingPointError):
+class NonFiniteSampleError(DDPMError, FloatingPointError):
     """Sampling produced NaN or infinite values: the network's output was not finite."""
 
 
@@ -42,6 +44,26 @@ def check_finite(samples: torch.Tensor, what: str = "samples") -> None:
             "finite. Check its weights (a diverged or corrupted checkpoint); with precision 'bf16' or 'auto', "
             "compare with 'fp32'."
         )
+
+
+def check_gamma_weights(unet: UNet2DModel, scheduler: SchedulerMixin) -> None:
+    """Refuse Analytic-DPM's Γ with a network other than the one it was estimated for: Γ_t = E‖ε_θ‖²/d is a
+    statistic of those weights (the estimate records their hash), and another network's optimal variance differs."""
+    config = scheduler.config
+    recorded = (config.get("analytic_estimate") or {}).get("model_weights_sha256")
+    if config.get("variance_type") != "analytic" or not recorded:
+        return
+    actual = weights_sha256(unet)
+    if actual != recorded:
+        raise IdentityMismatchError(
+            f"the scheduler's analytic variance was estimated for other weights (sha256 {recorded[:12]}) than this "
+            f"network's ({actual[:12]}): estimate Γ for this network (examples/analytic_variance.py), or use a fixed "
+            "variance (DDPMPaperScheduler.from_config(config, variance_type='fixed_large'))"
+        )
+
+
+class BoundInterrupted(DDPMError, InterruptedError):
+    """A bound stopped by its step callback (`pipe._interrupt`): a bound missing some t is no bound."""
 
 
 class DDPMPaperPipeline(PipelineHubMixin, DiffusionPipeline):
@@ -63,12 +85,13 @@ class DDPMPaperPipeline(PipelineHubMixin, DiffusionPipeline):
         super().__init__()
         channels = (unet.config.in_channels, unet.config.out_channels)
         if channels[0] != channels[1]:
-            raise ValueError(
+            raise InputError(
                 f"the network maps {channels[0]} channels to {channels[1]}: an ε-prediction (Eq. 11) needs "
                 "out_channels == in_channels"
             )
         check_sample_size(unet.config)
         check_scheduler(scheduler)
+        check_gamma_weights(unet, scheduler)
         self.register_modules(unet=unet, scheduler=scheduler)
         self._interrupt = False
 
@@ -96,7 +119,7 @@ class DDPMPaperPipeline(PipelineHubMixin, DiffusionPipeline):
     def _paper_scheduler(self, analysis_name: str) -> DDPMPaperScheduler:
         """The scheduler, which the paper's analyses need to be a `DDPMPaperScheduler`: they read its posterior."""
         if not isinstance(self.scheduler, DDPMPaperScheduler):
-            raise ValueError(
+            raise InputError(
                 f"{analysis_name} needs the paper's posterior q(x_(t-1) | x_t, x_0), which DDPMPaperScheduler "
                 f"computes; this pipeline holds a {type(self.scheduler).__name__}. Set it back first, e.g. "
                 "pipe.scheduler = DDPMPaperScheduler.from_config(pipe.scheduler.config, variance_type='fixed_large')"
@@ -114,26 +137,45 @@ class DDPMPaperPipeline(PipelineHubMixin, DiffusionPipeline):
         if isinstance(callback_on_step_end, (PipelineCallback, MultiPipelineCallbacks)):
             tensor_inputs = callback_on_step_end.tensor_inputs
         elif not callable(callback_on_step_end):
-            raise TypeError(f"callback_on_step_end must be callable, got {callback_on_step_end!r}")
+            raise InputTypeError(f"callback_on_step_end must be callable, got {callback_on_step_end!r}")
         unknown = [name for name in tensor_inputs if name not in self._callback_tensor_inputs]
         if unknown:
-            raise ValueError(
+            raise InputError(
                 f"callback_on_step_end_tensor_inputs must be among {self._callback_tensor_inputs}, got {unknown}"
             )
 
         def callback(step: ReverseStep) -> bool:
             available = {"latents": step.prev_sample, "pred_original_sample": step.pred_xstart}
             if "pred_original_sample" in tensor_inputs and step.pred_xstart is None:
-                raise ValueError(
+                raise InputError(
                     f"{type(self.scheduler).__name__}.step gives no pred_original_sample (x̂_0) to pass to the callback"
                 )
             outputs = callback_on_step_end(self, step.index, step.timestep, {k: available[k] for k in tensor_inputs})
             if not isinstance(outputs, dict):
-                raise TypeError(f"callback_on_step_end must return a dict (of the tensors it changes), got {outputs!r}")
-            step.prev_sample = outputs.pop("latents", step.prev_sample)
+                raise InputTypeError(
+                    f"callback_on_step_end must return a dict (of the tensors it changes), got {outputs!r}"
+                )
+            if "latents" in outputs:
+                step.prev_sample = self._returned_latents(outputs.pop("latents"), step.prev_sample)
             return self.interrupt
 
         return callback
+
+    @staticmethod
+    def _returned_latents(latents: Any, sample: torch.Tensor) -> torch.Tensor:
+        """The latents a step callback returned, if they can replace `sample`: the loop would go on with whatever
+        it got, and a batch of another size becomes that many images without a word."""
+        if not isinstance(latents, torch.Tensor) or latents.shape != sample.shape:
+            got = (
+                f"of shape {tuple(latents.shape)}"
+                if isinstance(latents, torch.Tensor)
+                else f"as {type(latents).__name__}"
+            )
+            raise InputError(
+                f"callback_on_step_end returned latents {got}, but the running sample has shape "
+                f"{tuple(sample.shape)}: return a tensor of that shape (one per image), or no 'latents' to keep it"
+            )
+        return latents
 
     def _sample_shape(
         self, batch_size: int, generator: torch.Generator | list[torch.Generator] | None
@@ -141,7 +183,7 @@ class DDPMPaperPipeline(PipelineHubMixin, DiffusionPipeline):
         """The shape of x_T for `batch_size` images, after checking the batch size and the per-image generators."""
         batch_size = check_int("batch_size", batch_size)
         if isinstance(generator, list) and len(generator) != batch_size:
-            raise ValueError(f"got {len(generator)} generators for batch_size={batch_size}; pass one per image")
+            raise InputError(f"got {len(generator)} generators for batch_size={batch_size}; pass one per image")
         size = self.unet.config.sample_size
         size = (size, size) if isinstance(size, int) else tuple(size)
         return (batch_size, self.unet.config.in_channels, *size)
@@ -165,7 +207,9 @@ class DDPMPaperPipeline(PipelineHubMixin, DiffusionPipeline):
             batch_size: number of images.
             generator: a `torch.Generator`, or one per image so that each image is independent of the batch.
             num_inference_steps: T (1000) for the paper's sampler; fewer samples the respaced sub-chain (or, with
-                another scheduler, its own schedule of that many steps).
+                another scheduler, its own schedule of that many steps). A count the scheduler's timestep spacing
+                cannot make a chain of is refused before sampling, with the counts it takes
+                (`ddpm_hf.schedulers.valid_num_inference_steps`).
             output_type: `"pil"`, `"np"` (float in [0, 1], NHWC) or `"pt"` (float in [0, 1], NCHW).
             return_dict: return an `ImagePipelineOutput` rather than a tuple.
             precision: `"fp32"` is exact and matches diffusers' `DDPMPipeline`; `"bf16"` runs the network under
@@ -180,10 +224,12 @@ class DDPMPaperPipeline(PipelineHubMixin, DiffusionPipeline):
                 sample reached so far).
         """
         check_scheduler(self.scheduler)  # also catches `pipe.scheduler = ...` after construction
+        check_gamma_weights(self.unet, self.scheduler)  # and `pipe.unet = ...` (the hash is cached on the network)
         callback = self._step_callback(callback_on_step_end, callback_on_step_end_tensor_inputs)
         shape = self._sample_shape(batch_size, generator)
         check_choice("output_type", output_type, OutputType)
-        check_int("num_inference_steps", num_inference_steps, 1)
+        # The counts this scheduler's spacing turns into a chain, known before any network call (`ddpm_hf.schedulers`).
+        num_inference_steps = check_num_inference_steps(self.scheduler, num_inference_steps)
         device = self._execution_device
         self.scheduler.set_timesteps(num_inference_steps)  # first: a σ-based scheduler's init_noise_sigma follows it
         x = randn_tensor(shape, generator=generator, device=device, dtype=torch.float32)
@@ -209,7 +255,7 @@ class DDPMPaperPipeline(PipelineHubMixin, DiffusionPipeline):
     def _images(self, images: Any) -> torch.Tensor:
         size = self.unet.config.sample_size
         if not isinstance(size, int):
-            raise ValueError(f"the analyses need square images, but the network's sample_size is {size}")
+            raise InputError(f"the analyses need square images, but the network's sample_size is {size}")
         return images_to_model(images, size, self.unet.config.in_channels).to(self._execution_device)
 
     @torch.no_grad()
@@ -251,13 +297,14 @@ class DDPMPaperPipeline(PipelineHubMixin, DiffusionPipeline):
     def estimate_gamma(
         self,
         images: Any,
-        num_inference_steps: Sequence[int] | None = None,
+        num_inference_steps: int | Sequence[int] | None = None,
         generator: torch.Generator | None = None,
         batch_size: int | None = None,
         precision: Precision = "fp32",
     ) -> analytic.GammaEstimate:
         """Γ_t = E‖ε_θ(x_t, t)‖²/d of this network on `images` (training images), the statistic of Analytic-DPM's
-        optimal variance, at every timestep or at those of the given step counts' chains (`ddpm_hf.analytic`).
+        optimal variance, at every timestep or at those of the chains of the given step count (or counts)
+        (`ddpm_hf.analytic`).
 
         `pipe.scheduler = ddpm_hf.analytic.with_analytic_variance(pipe.scheduler, estimate)` then samples and bounds
         with it; `examples/analytic_variance.py` does both, on many processes and resumably.
@@ -282,7 +329,7 @@ class DDPMPaperPipeline(PipelineHubMixin, DiffusionPipeline):
                 yield item
                 callback_on_step_end(self, i, None, {})
                 if self.interrupt:
-                    raise InterruptedError(f"the bound was interrupted after {i + 1} network passes")
+                    raise BoundInterrupted(f"the bound was interrupted after {i + 1} network passes")
 
         return passes
 
@@ -330,7 +377,7 @@ class DDPMPaperPipeline(PipelineHubMixin, DiffusionPipeline):
         callback = self._step_callback(callback_on_step_end, callback_on_step_end_tensor_inputs)
         x_a, x_b = self._images(image_a), self._images(image_b)
         if x_a.shape[0] != 1 or x_b.shape[0] != 1:
-            raise ValueError("interpolate takes one image_a and one image_b")
+            raise InputError("interpolate takes one image_a and one image_b")
         with eps_model(self.unet, precision, device=self._execution_device) as eps:
             out = analysis.interpolate(eps, scheduler, x_a[0], x_b[0], t, num, generator, self.progress_bar, callback)
         check_finite(out.images, "interpolants")

@@ -7,6 +7,8 @@ import numpy as np
 import torch
 from PIL import Image
 
+from .errors import InputError
+
 PIXEL_SCALE = 127.5  # [-1, 1] to 0..255
 
 
@@ -28,7 +30,7 @@ def unit_to_uint8(x: torch.Tensor) -> torch.Tensor:
 def uint8_to_pil(images: torch.Tensor) -> list[Image.Image]:
     """uint8 [N, C, H, W] pixels (C = 1 or 3) as PIL images: grayscale or RGB."""
     if images.dtype != torch.uint8 or images.ndim != 4 or images.shape[1] not in (1, 3):
-        raise ValueError(f"expected uint8 [N, 1 or 3, H, W] images, got {images.dtype} {tuple(images.shape)}")
+        raise InputError(f"expected uint8 [N, 1 or 3, H, W] images, got {images.dtype} {tuple(images.shape)}")
     return [Image.fromarray(np.ascontiguousarray(image.permute(1, 2, 0).squeeze(-1).numpy())) for image in images.cpu()]
 
 

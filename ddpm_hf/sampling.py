@@ -20,6 +20,7 @@ from diffusers.schedulers.scheduling_utils import SchedulerMixin
 from diffusers.utils.torch_utils import randn_tensor
 
 from .diffusion import compute_dtype
+from .errors import InputError
 from .fastpath import EpsModel
 from .progress import Progress, track
 
@@ -54,7 +55,7 @@ def step_keywords(scheduler: SchedulerMixin, generator: Any, eta: float | None) 
         keywords["generator"] = generator
     if eta is not None:
         if "eta" not in accepted:
-            raise ValueError(f"eta is DDIM's noise scale; {type(scheduler).__name__}.step takes no eta")
+            raise InputError(f"eta is DDIM's noise scale; {type(scheduler).__name__}.step takes no eta")
         keywords["eta"] = float(eta)
     return keywords
 
@@ -88,11 +89,11 @@ def p_sample_loop_progressive(
     """
     keywords = step_keywords(scheduler, None if shared_noise else generator, eta)
     if shared_noise and "variance_noise" not in inspect.signature(scheduler.step).parameters:
-        raise ValueError(f"shared noise needs a scheduler whose step takes variance_noise, not {type(scheduler)}")
+        raise InputError(f"shared noise needs a scheduler whose step takes variance_noise, not {type(scheduler)}")
     scheduled = scheduler.timesteps.cpu()  # what the scheduler reads: on the host, where indexing costs nothing
     if from_timestep is not None:
         if from_timestep not in scheduled.tolist():
-            raise ValueError(f"from_timestep={from_timestep} is not one of the scheduler's timesteps")
+            raise InputError(f"from_timestep={from_timestep} is not one of the scheduler's timesteps")
         scheduled = scheduled[scheduled <= from_timestep]
     # The network reads each t from one copy on the device (a host scalar would be copied, and synced, every step).
     network_timesteps = scheduled.to(x.device)

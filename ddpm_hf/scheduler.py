@@ -30,11 +30,14 @@ from .diffusion import (
     respaced_betas,
     velocity,
 )
+from .errors import InputError
 from .schedulers import SUPPORTED_SCHEDULERS
 
 TimestepSpacing = Literal["leading", "linspace", "trailing"]
 # diffusers' DDPMScheduler names for σ_t² computed in log space: the same variances.
 _VARIANCE_ALIASES = {"fixed_small_log": "fixed_small", "fixed_large_log": "fixed_large"}
+# Config keys no diffusers scheduler takes: where they hold their defaults, a conversion may drop them unseen.
+_OWN_CONFIG_KEYS = ("analytic_gamma", "analytic_estimate")
 # diffusers' DDPMScheduler options -> (values that mean a sampler other than the paper's, why they are refused).
 _NOT_THE_PAPERS = {
     "variance_type": (
@@ -59,7 +62,13 @@ def _refuse_other_samplers(**options: object) -> None:
     for name, value in options.items():
         refused, why = _NOT_THE_PAPERS[name]
         if value in refused:
-            raise ValueError(f"DDPMPaperScheduler does not implement {name}={value!r}: {why}")
+            raise InputError(f"DDPMPaperScheduler does not implement {name}={value!r}: {why}")
+
+
+def _is_mean_square(value: Any) -> bool:
+    """Whether `value` can be Γ_t = E‖ε_θ(x_t, t)‖²/d: a finite number ≥ 0. A bool is an int to Python, but it is
+    no measurement (a flag written where a value belongs)."""
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and 0 <= value < np.inf
 
 
 def _gamma_table(gamma: Any, num_train_timesteps: int) -> torch.Tensor | None:
@@ -68,10 +77,10 @@ def _gamma_table(gamma: Any, num_train_timesteps: int) -> torch.Tensor | None:
         return None
     values = list(gamma.tolist() if hasattr(gamma, "tolist") else gamma)
     if len(values) != num_train_timesteps:
-        raise ValueError(f"analytic_gamma has {len(values)} values but num_train_timesteps={num_train_timesteps}")
-    bad = [t for t, v in enumerate(values) if v is not None and not (isinstance(v, (int, float)) and 0 <= v < np.inf)]
+        raise InputError(f"analytic_gamma has {len(values)} values but num_train_timesteps={num_train_timesteps}")
+    bad = [t for t, v in enumerate(values) if v is not None and not _is_mean_square(v)]
     if bad:
-        raise ValueError(
+        raise InputError(
             f"analytic_gamma[{bad[0]}] = {values[bad[0]]!r}: Γ_t = E‖ε_θ(x_t, t)‖²/d is a finite mean square (≥ 0), "
             "or None where it was not estimated"
         )
@@ -167,18 +176,18 @@ class DDPMPaperScheduler(SchedulerMixin, ConfigMixin):
         check_choice("timestep_spacing", timestep_spacing, TimestepSpacing)
         check_int("steps_offset", steps_offset, 0)
         if not clip_sample_range > 0:
-            raise ValueError(f"clip_sample_range must be positive, got {clip_sample_range!r}")
+            raise InputError(f"clip_sample_range must be positive, got {clip_sample_range!r}")
         if trained_betas is not None:
             betas = np.asarray(trained_betas, dtype=np.float64)
         elif beta_schedule == "linear":
             if num_train_timesteps > 1 and not beta_end > beta_start:
-                raise ValueError(f"beta_end must be greater than beta_start, got {beta_start=} and {beta_end=}")
+                raise InputError(f"beta_end must be greater than beta_start, got {beta_start=} and {beta_end=}")
             betas = linear_beta_schedule(beta_start, beta_end, num_train_timesteps)
         else:
-            raise ValueError(f"beta_schedule must be 'linear' (or pass trained_betas), got {beta_schedule!r}")
+            raise InputError(f"beta_schedule must be 'linear' (or pass trained_betas), got {beta_schedule!r}")
         check_betas(betas)
         if betas.shape[0] != num_train_timesteps:
-            raise ValueError(f"trained_betas has {betas.shape[0]} values but num_train_timesteps={num_train_timesteps}")
+            raise InputError(f"trained_betas has {betas.shape[0]} values but num_train_timesteps={num_train_timesteps}")
 
         self.tables = make_tables(betas)
         for name, value in self.tables.as_dict().items():
@@ -186,7 +195,7 @@ class DDPMPaperScheduler(SchedulerMixin, ConfigMixin):
         self.variance_type = _VARIANCE_ALIASES.get(variance_type, variance_type)
         self.gamma = _gamma_table(analytic_gamma, num_train_timesteps)
         if self.variance_type == "analytic" and self.gamma is None:
-            raise ValueError(
+            raise InputError(
                 "variance_type='analytic' needs analytic_gamma, Γ_t of the trained network: estimate it with "
                 "ddpm_hf.analytic.estimate_gamma or examples/analytic_variance.py"
             )
@@ -201,9 +210,21 @@ class DDPMPaperScheduler(SchedulerMixin, ConfigMixin):
     # --- config: conversions keep every value the source uses -------------------------------------------------
 
     def register_to_config(self, **kwargs) -> None:
-        """As diffusers', without `_use_default_values`: our defaults differ from diffusers' (variance_type), so a
-        converted config must carry the values themselves, not "whatever the target's default is"."""
-        kwargs.pop("_use_default_values", None)
+        """As diffusers', with two differences in what the config records, both for `OtherScheduler.from_config`:
+
+        - `_use_default_values` (the keys left at their defaults, which a conversion drops so that the target takes
+          its own) lists only our own keys (`analytic_gamma`, `analytic_estimate`): our other defaults differ from
+          diffusers' (variance_type), so a converted config must carry those values themselves.
+        - `_class_name` from the start, as diffusers' configs have it once saved or loaded: knowing the source class
+          (ddpm_hf registers it in diffusers' namespace), a conversion drops the keys the target does not take
+          without a warning, and keeps them in its config, so a conversion back restores them (Γ included).
+        """
+        given = kwargs.pop("_use_default_values", ())
+        defaults = [key for key in _OWN_CONFIG_KEYS if key in given]  # in one order: configs compare equal
+        if defaults:
+            kwargs["_use_default_values"] = defaults
+        if not hasattr(self, "_internal_dict"):
+            kwargs.setdefault("_class_name", type(self).__name__)
         super().register_to_config(**kwargs)
 
     @classmethod
@@ -211,7 +232,12 @@ class DDPMPaperScheduler(SchedulerMixin, ConfigMixin):
         """As diffusers', keeping the values a source scheduler used even where it took its own defaults (diffusers
         would replace those with ours: a `DDPMScheduler()` would turn from `fixed_small` into `fixed_large`)."""
         if config is not None:
-            config = {k: v for k, v in dict(config).items() if k != "_use_default_values"}
+            config = dict(config)
+            # Only our own keys may take our defaults: the rest keep the source's values. Our own keys keep their
+            # mark, so that `from_config(s.config).config == s.config`.
+            own = [key for key in config.pop("_use_default_values", ()) if key in _OWN_CONFIG_KEYS]
+            if own:
+                config["_use_default_values"] = own
         return super().from_config(config, return_unused_kwargs=return_unused_kwargs, **kwargs)
 
     # --- the paper's math on the full T-step chain ------------------------------------------------------------
@@ -259,7 +285,7 @@ class DDPMPaperScheduler(SchedulerMixin, ConfigMixin):
         """Choose the descending timesteps to sample on and build that sub-chain's tables: `num_inference_steps`
         spaced as `timestep_spacing` says, or exactly the given `timesteps` (descending, below T), as diffusers."""
         if (num_inference_steps is None) == (timesteps is None):
-            raise ValueError("pass exactly one of num_inference_steps and timesteps to set_timesteps")
+            raise InputError("pass exactly one of num_inference_steps and timesteps to set_timesteps")
         if timesteps is not None:
             self._set_schedule(custom_timesteps(timesteps, self.config.num_train_timesteps), device)
             self.num_inference_steps, self.custom_timesteps = len(self.timesteps), True
@@ -282,7 +308,7 @@ class DDPMPaperScheduler(SchedulerMixin, ConfigMixin):
             timesteps = np.round(np.arange(num_train, 0, -ratio)) - 1
         timesteps = timesteps.astype(np.int64)
         if timesteps.max() >= num_train or timesteps.min() < 0:
-            raise ValueError(f"steps_offset={self.config.steps_offset} puts timesteps outside [0, {num_train})")
+            raise InputError(f"steps_offset={self.config.steps_offset} puts timesteps outside [0, {num_train})")
         return timesteps
 
     def chain(self, num_inference_steps: int | None = None) -> Chain:
@@ -311,7 +337,7 @@ class DDPMPaperScheduler(SchedulerMixin, ConfigMixin):
         missing = ascending[steps][torch.isnan(log_variance[steps])].tolist()
         if missing:
             known = int((~torch.isnan(self.gamma)).sum())
-            raise ValueError(
+            raise InputError(
                 f"variance_type='analytic' needs Γ_t at timesteps {missing[:8]}{' ...' if len(missing) > 8 else ''}, "
                 f"where it was not estimated (it was at {known} of the {self.config.num_train_timesteps}): use a step "
                 "count it was estimated for, or estimate Γ at every timestep (ddpm_hf.analytic.estimate_gamma)"
@@ -331,13 +357,13 @@ class DDPMPaperScheduler(SchedulerMixin, ConfigMixin):
         """Position k of `timestep` in the ascending schedule; ValueError if it is not an integer or not scheduled."""
         value = timestep.item() if isinstance(timestep, torch.Tensor) and timestep.numel() == 1 else timestep
         if isinstance(value, bool) or not isinstance(value, (int, np.integer, float, np.floating)):
-            raise ValueError(f"timestep must be one integer, got {timestep!r}")
+            raise InputError(f"timestep must be one integer, got {timestep!r}")
         if value != int(value):
-            raise ValueError(f"timestep must be an integer (a DDPM step), got {timestep!r}")
+            raise InputError(f"timestep must be an integer (a DDPM step), got {timestep!r}")
         try:
             return self._index_of_timestep[int(value)]
         except KeyError:
-            raise ValueError(
+            raise InputError(
                 f"timestep {timestep!r} is not in the current schedule ({len(self._index_of_timestep)} steps, "
                 f"{int(self.timesteps[-1])}..{int(self.timesteps[0])}); call set_timesteps first"
             ) from None
@@ -360,9 +386,9 @@ class DDPMPaperScheduler(SchedulerMixin, ConfigMixin):
         whatever `model_output`'s dtype.
         """
         if variance_noise is not None and generator is not None:
-            raise ValueError("pass either generator or variance_noise to step, not both")
+            raise InputError("pass either generator or variance_noise to step, not both")
         if isinstance(generator, list) and len(generator) != sample.shape[0]:
-            raise ValueError(f"got {len(generator)} generators for {sample.shape[0]} images; pass one per image")
+            raise InputError(f"got {len(generator)} generators for {sample.shape[0]} images; pass one per image")
         k = self.index_for_timestep(timestep)
         if k > 0:  # a schedule set at construction is checked here, where its step is first used
             self._check_gamma(self._ascending, self.step_model_log_variance, slice(k, k + 1))
@@ -378,10 +404,14 @@ class DDPMPaperScheduler(SchedulerMixin, ConfigMixin):
             return prev_sample, out.pred_xstart
         return DDPMPaperSchedulerOutput(prev_sample=prev_sample, pred_original_sample=out.pred_xstart)
 
-    def previous_timestep(self, timestep: int | torch.Tensor) -> int:
-        """The scheduled timestep after `timestep` (-1 after the last one), as diffusers' method of that name."""
+    def previous_timestep(self, timestep: int | torch.Tensor) -> int | torch.Tensor:
+        """The scheduled timestep after `timestep` (-1 after the last one), as diffusers' method of that name: a 0-d
+        tensor on the timestep's device for a tensor timestep (as diffusers returns), an int for an int."""
         k = self.index_for_timestep(timestep)
-        return int(self.timesteps[len(self.timesteps) - k]) if k > 0 else -1
+        previous = int(self.timesteps[len(self.timesteps) - k]) if k > 0 else -1
+        if isinstance(timestep, torch.Tensor):
+            return torch.tensor(previous, device=timestep.device)
+        return previous
 
     def __len__(self) -> int:
         return self.config.num_train_timesteps

@@ -12,6 +12,7 @@ from diffusers import UNet2DModel
 from torch import nn
 
 from .blocks import install_fast_blocks_
+from .errors import InputError
 
 # The paper's networks in diffusers' vocabulary. The CIFAR-10 entry equals google/ddpm-cifar10-32's UNet config
 # (which carries no dropout key) plus the paper's dropout 0.1.
@@ -89,7 +90,7 @@ def check_sample_size(config: Any) -> None:
     if any(side % factor for side in sides):
         bad = next(side for side in sides if side % factor)
         below, above = max(factor, bad // factor * factor), (bad // factor + 1) * factor
-        raise ValueError(
+        raise InputError(
             f"sample_size {size} (--resolution in training) does not fit this network: it halves the image "
             f"{len(config.down_block_types) - 1} times, so each side must be a multiple of {factor} (e.g. {below} or "
             f"{above}, not {bad})"
@@ -115,10 +116,10 @@ class DDPMUNet2DModel(UNet2DModel):
     def paper_config(cls, name: str, **overrides: Any) -> dict[str, Any]:
         """The diffusers config of a paper network (`cifar10`, `celebahq256`, `lsun256`) with `overrides` applied."""
         if name not in PAPER_CONFIGS:
-            raise ValueError(f"unknown paper config {name!r}; choose one of {sorted(PAPER_CONFIGS)}")
+            raise InputError(f"unknown paper config {name!r}; choose one of {sorted(PAPER_CONFIGS)}")
         unknown = set(overrides) - set(inspect.signature(UNet2DModel.__init__).parameters)
         if unknown:
-            raise ValueError(f"unknown UNet2DModel config keys: {sorted(unknown)}")
+            raise InputError(f"unknown UNet2DModel config keys: {sorted(unknown)}")
         return {**PAPER_CONFIGS[name], **overrides}
 
     @classmethod

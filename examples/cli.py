@@ -13,8 +13,8 @@ from ddpm_hf import DDPMPaperPipeline
 from ddpm_hf.checks import non_negative_int, positive_int  # noqa: F401 (the scripts' argparse types)
 from ddpm_hf.data import ImageDataset, ImageMismatchError, load_image_dataset
 from ddpm_hf.data import network_images as data_network_images
-from ddpm_hf.evaluation.runner import folder_weights_sha256 as weights_sha256  # noqa: F401 (the scripts')
 from ddpm_hf.grid import image_grid
+from ddpm_hf.identity import folder_weights_sha256 as weights_sha256  # noqa: F401 (the scripts')
 from ddpm_hf.pixels import to_pil, uint8_to_pil
 
 if TYPE_CHECKING:

@@ -32,6 +32,7 @@ from ddpm_hf import DDPMPaperPipeline
 from ddpm_hf.card import rerender_card
 from ddpm_hf.evaluation import EvaluationError, EvaluationReport
 from ddpm_hf.hub import HubUploadError, check_repo_id, pipeline_files, upload_folder
+from ddpm_hf.identity import IdentityMismatchError, check_metrics, sampler_identity
 
 APP = Path(__file__).with_name("app.py")
 SPACE_REQUIREMENT = f"ddpm_hf[demo]=={ddpm_hf.__version__}"  # this package, with the app's own requirements
@@ -89,6 +90,11 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--model", required=True, help="a folder saved by save_pretrained / the training script")
     parser.add_argument("--repo_id", required=True, help="owner/name on the Hub")
     parser.add_argument("--metrics", default=None, help="metrics JSON from examples/evaluate.py")
+    parser.add_argument(
+        "--metrics_of_other_sampler",
+        action="store_true",
+        help="push metrics measured with another scheduler than the folder's (the card names each metric's sampler)",
+    )
     parser.add_argument("--dataset", default=None, help="training dataset for the card (default: the saved card's)")
     parser.add_argument("--private", action="store_true", help="create the repo private (refuses a public one)")
     parser.add_argument("--revision", default=None, help="branch to commit to (created from main if missing)")
@@ -111,7 +117,7 @@ def main(argv: list[str] | None = None) -> None:
         parser.error("--space opens the model's main branch: push the model without --revision to add a Space")
 
     model = Path(args.model)
-    DDPMPaperPipeline.from_pretrained(model)  # refuse to push a folder that does not load
+    pipe = DDPMPaperPipeline.from_pretrained(model)  # refuse to push a folder that does not load
     metrics_path = Path(args.metrics) if args.metrics else model / "metrics.json"
     if args.metrics and not metrics_path.is_file():
         parser.error(f"--metrics {metrics_path} does not exist")
@@ -120,14 +126,19 @@ def main(argv: list[str] | None = None) -> None:
     except EvaluationError as e:
         parser.error(str(e))
     if metrics is not None:
-        # A card's metric must be the pushed weights': evaluate.py records the hash of the weights it measured.
-        measured, pushed = metrics.record.get("model_weights_sha256"), weights_sha256(str(model))
-        if measured != pushed:
-            parser.error(
-                f"{metrics_path} measured other weights than {model}'s (weights sha256 {measured or 'not recorded'} "
-                f"there, {pushed} here): evaluate this folder (examples/evaluate.py --model {model}) and pass that "
-                "metrics.json"
+        # A card's metric must be the pushed weights' and, unless said otherwise, the pushed sampler's.
+        try:
+            check_metrics(
+                metrics.record,
+                weights_sha256(str(model)),
+                sampler_identity(pipe.scheduler),
+                what=str(metrics_path),
+                target=str(model),
+                other_sampler=args.metrics_of_other_sampler,
+                other_sampler_hint="--metrics_of_other_sampler",
             )
+        except IdentityMismatchError as e:
+            parser.error(str(e))
     card_kwargs = {"metrics": metrics, "revision": args.revision}
     if args.dataset:
         card_kwargs["dataset"] = args.dataset

@@ -10,6 +10,7 @@ step with a checkpoint and prints the command that resumes (exit code 128 + the 
 
 import sys
 
+from ddpm_hf.errors import DDPMError
 from ddpm_hf.training import TrainingInterrupted, parse_args, train
 
 if __name__ == "__main__":
@@ -17,3 +18,5 @@ if __name__ == "__main__":
         train(parse_args())
     except TrainingInterrupted as stopped:
         sys.exit(stopped.exit_code)
+    except DDPMError as refused:  # a refusal (an output folder holding a run, a resume on other data...): its message
+        sys.exit(f"error: {refused}")

@@ -6,6 +6,7 @@ import shutil
 from pathlib import Path
 
 import numpy as np
+import pytest
 import torch
 from safetensors.torch import load_file
 
@@ -46,3 +47,22 @@ def test_saved_checkpoint_resumes_to_the_same_weights(tmp_path):
     assert moved > 2e-5  # the two resumed steps (lr still warming up) moved the weights by more than the tolerance
     for key in expected:
         torch.testing.assert_close(resumed[key], expected[key], atol=1e-7, rtol=1e-6, msg=key)
+
+
+def test_the_old_run_is_not_resumed_on_the_redefined_split(tmp_path):
+    """0.3 redefined sklearn-digits' 'train' (1,797 → 1,500 images): resuming the 0.1.0 run with its recorded
+    split trained on the 1,500 without a word, so its checkpoint-4 was not the run's continuation."""
+    from ddpm_hf.identity import IdentityMismatchError
+
+    out = tmp_path / "run"
+    shutil.copytree(RUN, out)
+    saved = json.loads((RUN / "train_config.json").read_text())
+    flags = {"unet_config": json.dumps(saved["unet_config"]), "train_batch_size": 8, "dropout": 0.1}
+    flags |= {"max_train_steps": 4, "checkpointing_steps": 2, "save_images_steps": 0, "num_grid_images": 4}
+    flags |= {"num_inference_steps": 5, "output_dir": out, "resume_from_checkpoint": "latest"}
+    argv = ["--preset", "digits", *(a for k, v in flags.items() for a in (f"--{k}", str(v)))]
+    with pytest.raises(IdentityMismatchError) as refused:
+        train(parse_args([*argv, "--dataset_split", "train"]))
+    message = str(refused.value)
+    assert "1,797 images before, 1,500 now" in message and "--dataset_split train+test" in message
+    assert not (out / "checkpoints" / "checkpoint-4").exists()  # nothing trained

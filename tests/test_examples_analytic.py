@@ -3,6 +3,7 @@ Analytic-DPM's variance; its estimate is the per-image Monte Carlo written out, 
 (Two processes against one: tests/test_evaluation_sharded.py.)"""
 
 import json
+import shutil
 
 import numpy as np
 import pytest
@@ -141,3 +142,16 @@ def test_the_bound_of_the_analytic_folder_and_its_store(model, tmp_path, run_exa
         for i in range(3)
     ]  # fmt: skip
     assert analytic["bpd"] == pytest.approx(np.mean(totals), rel=1e-9)
+
+
+def test_the_source_folder_is_never_the_output(model, tmp_path, run_example):
+    """--output_dir equal to --model converted the source pipeline in place and deleted its samples.png."""
+    source = tmp_path / "source"
+    shutil.copytree(model, source)
+    (source / "samples.png").write_bytes(b"\x89PNG grid")
+    before = {p: p.read_bytes() for p in source.rglob("*") if p.is_file()}
+    with pytest.raises(SystemExit, match="is the source pipeline's folder"):
+        run_example("analytic_variance", argv(source, source, "--grid_size", 0))
+    with pytest.raises(SystemExit, match="holds a pipeline that no Γ estimate wrote"):
+        run_example("analytic_variance", argv(model, source, "--grid_size", 0))
+    assert {p: p.read_bytes() for p in source.rglob("*") if p.is_file()} == before

@@ -14,8 +14,8 @@ from huggingface_hub import ModelCard, hf_hub_download
 
 from ddpm_hf import DDPMPaperPipeline
 from ddpm_hf.card import card_section, render_model_card
-from ddpm_hf.evaluation.inception import files_sha256
 from ddpm_hf.hub import HubUploadError
+from ddpm_hf.identity import files_sha256
 from tiny import PUSHED_PIPELINE_FILES, tiny_pipeline
 
 PUSH_SCRIPT = Path(__file__).resolve().parents[1] / "examples" / "push_to_hub.py"
@@ -51,15 +51,15 @@ def run_push_script(argv, monkeypatch):
 
 
 def test_push_round_trip_with_card(hub_server):
-    from ddpm_hf.evaluation.runner import pipeline_weights_sha256
+    from ddpm_hf.identity import weights_sha256
 
     pipe = tiny_pipeline()
     # Metrics of other weights, or of unrecorded ones, never enter the card.
     for other in ({**METRICS, "model_weights_sha256": "ab" * 32}, METRICS):
-        with pytest.raises(ValueError, match=r"measured on other weights \(sha256 (abab|not recorded)"):
+        with pytest.raises(ValueError, match=r"measured other weights than .*\(weights sha256 (abab|not recorded)"):
             pipe.push_to_hub("user/ddpm-card", metrics=other)
     assert ("model", "user/ddpm-card") not in hub_server.server.repos
-    measured = {**METRICS, "model_weights_sha256": pipeline_weights_sha256(pipe)}
+    measured = {**METRICS, "model_weights_sha256": weights_sha256(pipe.unet)}
     pipe.push_to_hub("user/ddpm-card", dataset="uoft-cs/cifar10", training_details="| lr | 2e-4 |", metrics=measured)
     assert hub_server.server.lfs_objects  # the weights took the large-file path
     loaded = DDPMPaperPipeline.from_pretrained("user/ddpm-card")

@@ -46,3 +46,21 @@ def test_kid_is_zero_on_average_for_one_distribution_and_grows_with_a_shift():
     assert kernel_inception_distance(same, reference, 5, 100, seed=3) != kernel_inception_distance(
         same, reference, 5, 100, seed=4
     )
+
+
+def test_subsets_are_capped_by_the_reference_rows_too():
+    """1,200 samples against a 500-row reference with subsets of 1,000: each subset is capped at 500 rows on both
+    sides, not drawn as 1,000 reference rows out of 500 (numpy: "Cannot take a larger sample than population")."""
+    rng = np.random.default_rng(2)
+    samples, reference = rng.normal(size=(1200, 8)), rng.normal(size=(500, 8))
+    kid, spread = kernel_inception_distance(samples, reference, num_subsets=2, subset_size=1000)
+    assert np.isfinite(kid) and spread > 0.0  # the sample subsets differ from one another
+    # With every sample row alike, any 30-row subset of them is the same set: the estimate is fixed, and it is the
+    # one on the whole 30-row reference.
+    alike = np.repeat(rng.normal(size=(1, 8)), 80, axis=0)
+    small = rng.normal(size=(30, 8))
+    kid, spread = kernel_inception_distance(alike, small, num_subsets=3, subset_size=50)
+    assert kid == pytest.approx(direct_mmd2(alike[:30], small), rel=1e-12) and spread == pytest.approx(0.0, abs=1e-12)
+    # The same the other way round: fewer samples than the subset size and the reference.
+    kid, _ = kernel_inception_distance(small, alike, num_subsets=3, subset_size=50)
+    assert kid == pytest.approx(direct_mmd2(small, alike[:30]), rel=1e-12)

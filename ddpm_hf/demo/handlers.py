@@ -27,7 +27,7 @@ from ..data import DIGITS, ImageDataset, load_image_dataset, to_tensor
 from ..errors import DDPMError
 from ..pipeline import NonFiniteSampleError
 from ..pixels import scale_to_model
-from ..schedulers import gives_pred_original_sample
+from ..schedulers import check_num_inference_steps, gives_pred_original_sample
 from .access import Access, Limits
 from .jobs import Job, VisitorJobs
 from .models import Model, ModelError, Models, card_datasets, model_folder
@@ -177,6 +177,7 @@ class Demo:
         batch_size = whole_number("batch size", batch_size, 1, self.limits.max_batch_size)
         seed = whole_number("seed", seed, 0, MAX_SEED - self.limits.max_batch_size)
         steps = whole_number("number of steps", steps, 1, min(T, self.limits.max_steps or T))
+        steps = check_num_inference_steps(pipe.scheduler, steps, "number of steps")  # what this sampler's spacing takes
         if precision not in PRECISIONS:
             raise PageError(f"precision must be one of {', '.join(PRECISIONS)}, got {precision!r}")
         sampler = type(pipe.scheduler).__name__

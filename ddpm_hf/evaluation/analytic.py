@@ -22,13 +22,14 @@ import torch
 from ..analytic import GammaEstimate, describe, eps_mean_squares, gamma_timesteps, with_analytic_variance
 from ..card import rerender_card
 from ..fastpath import eps_model
+from ..identity import sampler_identity
 from ..pipeline import DDPMPaperPipeline, check_finite
 from ..pixels import scale_to_model
 from ..publish import publish, write_file
 from ..scheduler import DDPMPaperScheduler
 from .distributed import JobProgress, Processes
 from .report import EvaluationError
-from .runner import bound_images, load_model, plan_work, resolve_model, scheduler_identity
+from .runner import bound_images, load_model, plan_work, resolve_model
 from .store import ShardStore
 
 SHARD_DIR = "gamma_shards"
@@ -88,6 +89,8 @@ def estimate_analytic_variance(
     `num_inference_steps`. Returns the estimate on the main process, None on the others.
     """
     procs = Processes(device)
+    output_dir = Path(output_dir)
+    check_output_dir(model, revision, output_dir)
     pipe, name, model_sha, commit = load_model(model, revision, procs.device)
     if not isinstance(pipe.scheduler, DDPMPaperScheduler):
         raise EvaluationError(f"the analytic variance is DDPMPaperScheduler's; {name} has a {type(pipe.scheduler)}")
@@ -104,7 +107,7 @@ def estimate_analytic_variance(
     identity = {
         "kind": "gamma",
         "model_weights_sha256": model_sha,
-        "scheduler": scheduler_identity(pipe),
+        "scheduler": sampler_identity(pipe.scheduler),
         "seed": seed,
         "dataset": dataset or data_dir,
         "split": split,
@@ -112,7 +115,6 @@ def estimate_analytic_variance(
         "batch_size": batch_size,  # the noise is drawn in chunks of this many (image, t) pairs
         "precision": precision,
     }
-    output_dir = Path(output_dir)
     store = ShardStore(output_dir / SHARD_DIR, identity, shard_size, default_shard_size=64)
     progress_dir = store.root / ".progress"
     missing = plan_work(procs, [store], progress_dir, lambda: store.missing(num_images))
@@ -142,6 +144,21 @@ def estimate_analytic_variance(
     pipe.scheduler = with_analytic_variance(pipe.scheduler, estimate)
     save_analytic_pipeline(pipe, estimate, output_dir, source_card=_source_card(model, revision))
     return estimate
+
+
+def check_output_dir(model: DDPMPaperPipeline | str | os.PathLike, revision: str | None, output_dir: Path) -> None:
+    """The estimate writes a new pipeline folder: never into the source pipeline's own folder (it would convert the
+    source in place), nor over a pipeline that an earlier estimate did not write (one without its gamma_shards)."""
+    if not isinstance(model, DDPMPaperPipeline) and os.path.isdir(model):
+        if output_dir.resolve() == Path(model).resolve():
+            raise EvaluationError(
+                f"--output_dir {output_dir} is the source pipeline's folder: the estimate writes a new pipeline folder "
+                "(the same weights with the analytic variance); choose another --output_dir"
+            )
+    if (output_dir / "model_index.json").is_file() and not (output_dir / SHARD_DIR).is_dir():
+        raise EvaluationError(
+            f"{output_dir} holds a pipeline that no Γ estimate wrote: choose another --output_dir, or move it away"
+        )
 
 
 def _source_card(model: DDPMPaperPipeline | str | os.PathLike, revision: str | None) -> Path | None:

@@ -14,6 +14,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
+from ..errors import InputError
 from .dinov2 import EncoderWeightsError, HubImageEncoder
 
 DEFAULT_CLIP = "openai/clip-vit-large-patch14-336"
@@ -59,7 +60,7 @@ def gaussian_kernel_mean(x: np.ndarray, y: np.ndarray, sigma: float = SIGMA, blo
 def cmmd(samples: np.ndarray, reference: np.ndarray, sigma: float = SIGMA, scale: float = SCALE) -> float:
     """CMMD: `scale` × MMD² of two sets of CLIP embeddings, the means over all pairs as their code takes them."""
     if len(samples) < 1 or len(reference) < 1:
-        raise ValueError("CMMD needs embeddings of at least one image on each side")
+        raise InputError("CMMD needs embeddings of at least one image on each side")
     k_xx = gaussian_kernel_mean(samples, samples, sigma)
     k_yy = gaussian_kernel_mean(reference, reference, sigma)
     k_xy = gaussian_kernel_mean(samples, reference, sigma)

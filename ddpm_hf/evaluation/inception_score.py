@@ -6,6 +6,8 @@ from collections.abc import Iterable
 
 import numpy as np
 
+from ..errors import InputError
+
 
 def inception_score(probabilities: np.ndarray, splits: int = 10) -> tuple[float, float]:
     """Mean and standard deviation of the score over `splits` consecutive, equal parts of an [N, K] probability array.
@@ -17,7 +19,7 @@ def inception_score(probabilities: np.ndarray, splits: int = 10) -> tuple[float,
 
     p = np.asarray(probabilities, dtype=np.float64)
     if p.ndim != 2 or len(p) < splits or splits < 1:
-        raise ValueError(f"need an [N, K] probability array with N >= splits >= 1, got {p.shape} and {splits} splits")
+        raise InputError(f"need an [N, K] probability array with N >= splits >= 1, got {p.shape} and {splits} splits")
     scores = []
     for i in range(splits):
         part = p[i * len(p) // splits : (i + 1) * len(p) // splits]
@@ -35,7 +37,7 @@ def inception_score_of_blocks(blocks: Iterable[np.ndarray], num_images: int, spl
     from scipy.special import xlogy  # the eval extra; imported when a score is asked
 
     if num_images < splits or splits < 1:
-        raise ValueError(f"need num_images >= splits >= 1, got {num_images} images and {splits} splits")
+        raise InputError(f"need num_images >= splits >= 1, got {num_images} images and {splits} splits")
     bounds = np.array([i * num_images // splits for i in range(splits + 1)])
     sum_p, sum_plogp, row = None, np.zeros(splits), 0
     for block in blocks:
@@ -49,7 +51,7 @@ def inception_score_of_blocks(blocks: Iterable[np.ndarray], num_images: int, spl
         if row >= num_images:
             break
     if row < num_images:
-        raise ValueError(f"only {row} probability rows for {num_images} images")
+        raise InputError(f"only {row} probability rows for {num_images} images")
     counts = np.diff(bounds)[:, None]
     mean_p = sum_p / counts
     scores = np.exp(sum_plogp / counts[:, 0] - xlogy(mean_p, mean_p).sum(axis=1))

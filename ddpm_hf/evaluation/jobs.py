@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Protocol
 import numpy as np
 import torch
 
+from ..errors import InputError
 from ..pixels import unit_to_uint8
 from .frechet import FeatureSums, FIDStatistics
 from .store import SampleStore, Shard, ShardStore
@@ -219,7 +220,7 @@ def feature_sums(store: ShardStore, name: str, count: int) -> FeatureSums:
         sums = sums or FeatureSums(block.shape[1])
         sums.add(block)
     if sums is None:
-        raise ValueError("no images to compute statistics of")
+        raise InputError("no images to compute statistics of")
     return sums
 
 

@@ -7,6 +7,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from ..errors import InputError
+
 SUBSETS = 100
 SUBSET_SIZE = 1000
 
@@ -22,7 +24,7 @@ def mmd2_unbiased(x: np.ndarray, y: np.ndarray) -> float:
     leave out the diagonal k(x_i, x_i)."""
     m, n = len(x), len(y)
     if m < 2 or n < 2:
-        raise ValueError(f"the unbiased MMD² needs at least 2 rows in each set, got {m} and {n}")
+        raise InputError(f"the unbiased MMD² needs at least 2 rows in each set, got {m} and {n}")
     k_xx, k_yy, k_xy = polynomial_kernel(x, x), polynomial_kernel(y, y), polynomial_kernel(x, y)
     within_x = (k_xx.sum() - np.trace(k_xx)) / (m * (m - 1))
     within_y = (k_yy.sum() - np.trace(k_yy)) / (n * (n - 1))
@@ -40,7 +42,7 @@ def kernel_inception_distance(
     `num_subsets` pairs of random subsets (each drawn without replacement, `subset_size` rows or all there are),
     and the standard deviation over those subsets. The subsets come from a generator seeded `seed`."""
     if num_subsets < 1:
-        raise ValueError(f"num_subsets must be ≥ 1, got {num_subsets}")
+        raise InputError(f"num_subsets must be ≥ 1, got {num_subsets}")
     size = min(subset_size, len(samples), len(reference))
     rng = np.random.default_rng(seed)
     values = []

@@ -22,6 +22,7 @@ from typing import Protocol
 import numpy as np
 import torch
 
+from ..errors import InputError
 from .inception import full_float32
 
 NEIGHBOURHOOD = 3  # k of the k-NN radii, as improved-diffusion's evaluator and the paper's default
@@ -75,7 +76,7 @@ def manifold_radii(
     """
     device = torch.device(device)
     if len(features) <= k:
-        raise ValueError(f"need more than k = {k} feature vectors for k-NN radii, got {len(features)}")
+        raise InputError(f"need more than k = {k} feature vectors for k-NN radii, got {len(features)}")
     radii = np.empty(len(features), dtype=np.float32)
     with full_float32():
         for start, rows in _blocks(features, block_size, device):
@@ -98,7 +99,7 @@ def coverage(
     """For each query vector, whether it lies in some point's ball: any_j ‖q − p_j‖² ≤ radii_j; bool [N_queries]."""
     device = torch.device(device)
     if len(radii) != len(points):
-        raise ValueError(f"{len(radii)} radii for {len(points)} points")
+        raise InputError(f"{len(radii)} radii for {len(points)} points")
     inside = np.zeros(len(queries), dtype=bool)
     with full_float32():
         for start, rows in _blocks(queries, block_size, device):

@@ -19,6 +19,7 @@ import torch
 from accelerate.utils import gather_object
 
 from ..data import ImageDataset, decode_image, load_image_dataset
+from ..errors import InputError, MissingFileError
 from ..publish import publish
 from .clip import CLIP, DEFAULT_CLIP
 from .dinov2 import DEFAULT_DINOV2, DINOv2
@@ -62,7 +63,7 @@ def reference_statistics(
     as training data are; `num_images` keeps the first N. Raises `EncoderWeightsError` before any work when DINOv2's
     or CLIP's weights are not there."""
     if extractor not in EXTRACTORS:
-        raise ValueError(f"extractor must be one of {', '.join(EXTRACTORS)}, got {extractor!r}")
+        raise InputError(f"extractor must be one of {', '.join(EXTRACTORS)}, got {extractor!r}")
     procs = Processes(device)
     ds, column = load_image_dataset(dataset, data_dir, split, image_column, cache_dir)
     if num_images is not None:
@@ -196,5 +197,5 @@ def resolve_reference(reference: str | os.PathLike) -> str:
             name = f"{folder}/{stats.features_file}" if folder else stats.features_file
             hf_hub_download(repo, name, repo_type="dataset", revision=revision)
     except Exception as e:  # not found, offline, refused...
-        raise FileNotFoundError(f"reference statistics {reference} could not be downloaded: {e}") from e
+        raise MissingFileError(f"reference statistics {reference} could not be downloaded: {e}") from e
     return local

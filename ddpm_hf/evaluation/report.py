@@ -5,10 +5,12 @@ from __future__ import annotations
 
 import json
 import os
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from ..errors import DDPMError
 from ..publish import write_file
 from .clip import DEFAULT_CLIP
 from .dinov2 import DEFAULT_DINOV2
@@ -22,7 +24,7 @@ INCEPTION_METRICS = {"fid", "is", "precision_recall", "kid"}
 REFERENCE_FEATURE_METRICS = {"precision_recall", "kid"}  # compare with the reference's features, not statistics
 
 
-class EvaluationError(ValueError):
+class EvaluationError(DDPMError, ValueError):
     """An evaluation that cannot run as asked (a missing reference, weights without a classifier head, metrics that
     came out non-finite...); raised before any sampling where it can be known then."""
 
@@ -99,10 +101,11 @@ class EvaluationSettings:
         return self.num_samples if SAMPLE_METRICS & set(self.metrics) else min(self.num_samples, self.grid_size)
 
 
-@dataclass
-class EvaluationReport:
+@dataclass(eq=False)  # compared as the mapping it is (Mapping.__eq__): a report equals its metrics.json
+class EvaluationReport(Mapping):
     """What an evaluation measured: `metrics` (name → value), `measurements` (each metric's image count, feature
-    extractor and reference), and the rest of the run's record (`to_dict()`, as metrics.json holds it)."""
+    extractor and reference), and the rest of the run's record (`to_dict()`, as metrics.json holds it); read as a
+    mapping of that record too (`report["bpd"]`)."""
 
     record: dict[str, Any] = field(default_factory=dict)
 
@@ -118,8 +121,22 @@ class EvaluationReport:
     def model_weights_sha256(self) -> str:
         return self.record["model_weights_sha256"]
 
+    @property
+    def sampler(self) -> dict[str, Any] | None:
+        """The scheduler that made the metrics (`ddpm_hf.identity.sampler_identity`); None in older reports."""
+        return self.record.get("sampler")
+
     def to_dict(self) -> dict[str, Any]:
         return dict(self.record)
+
+    def __getitem__(self, key: str) -> Any:
+        return self.record[key]
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self.record)
+
+    def __len__(self) -> int:
+        return len(self.record)
 
     def save(self, path: str | os.PathLike) -> None:
         write_file(path, (json.dumps(self.record, indent=2) + "\n").encode())

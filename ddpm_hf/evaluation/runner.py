@@ -11,8 +11,6 @@ way in OUTPUT_DIR/nll/. The report is written to OUTPUT_DIR/metrics.json, with a
 from __future__ import annotations
 
 import datetime
-import hashlib
-import json
 import os
 import time
 from collections.abc import Callable, Sequence
@@ -21,16 +19,17 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from safetensors.torch import save as safetensors_bytes
 
 from ..data import ImageDataset, ImageMismatchError, load_image_dataset, network_images
+from ..errors import InputError
 from ..fastpath import resolve_precision
 from ..grid import image_grid
+from ..identity import folder_weights_sha256, sampler_identity, weights_sha256
 from ..pipeline import DDPMPaperPipeline, NonFiniteSampleError
 from ..pixels import uint8_to_pil
-from ..publish import write_file
+from ..scheduler import DDPMPaperScheduler
+from ..schedulers import check_num_inference_steps
 from .distributed import JobProgress, Processes
-from .inception import files_sha256
 from .jobs import (
     BoundSettings,
     SamplingSettings,
@@ -49,26 +48,6 @@ REPORT_FILE = "metrics.json"
 GRID_FILE = "samples.png"
 
 
-def pipeline_weights_sha256(pipe: DDPMPaperPipeline) -> str:
-    """sha256 of the U-Net's weights as `save_pretrained` writes them (one safetensors file): the same hash as the
-    saved folder's, so that a metric is bound to the weights it measured."""
-    state = {name: tensor.detach().contiguous().cpu() for name, tensor in pipe.unet.state_dict().items()}
-    return hashlib.sha256(safetensors_bytes(state, metadata={"format": "pt"})).hexdigest()
-
-
-def scheduler_identity(pipe: DDPMPaperPipeline) -> dict[str, str]:
-    """Which sampler and variance a store's results were made with: the scheduler's class and a sha256 of its config
-    (the weights hash alone would let samples drawn with σ² = β pass for those of another variance or sampler)."""
-    config = {k: v for k, v in dict(pipe.scheduler.config).items() if not k.startswith("_")}
-    text = json.dumps(config, sort_keys=True, default=str)
-    return {"class": type(pipe.scheduler).__name__, "config_sha256": hashlib.sha256(text.encode()).hexdigest()}
-
-
-def folder_weights_sha256(folder: str | os.PathLike) -> str:
-    """sha256 over a pipeline folder's U-Net safetensors files: which weights were measured."""
-    return files_sha256(sorted(Path(folder, "unet").glob("*.safetensors")))
-
-
 def resolve_model(model: str, revision: str | None = None) -> tuple[str, str | None]:
     """The local folder of a pipeline and, for a Hub repo, the commit it was downloaded at."""
     if os.path.isdir(model):
@@ -83,7 +62,7 @@ def load_model(
     """The pipeline to measure (progress bars off: the job has one), its name, weights hash and Hub commit."""
     if isinstance(model, DDPMPaperPipeline):
         name, commit = getattr(model, "name_or_path", None) or "(a pipeline object)", None
-        sha = pipeline_weights_sha256(model)
+        sha = weights_sha256(model.unet)
         pipe = model.to(device)
     else:
         name = str(model)
@@ -120,6 +99,7 @@ def evaluate(
     start = time.perf_counter()
     procs = Processes(device)
     pipe, name, model_sha, commit = load_model(model, revision, procs.device)
+    check_pipeline(pipe, config)
     measures = Measures(config, procs.device)  # every refusal happens here, on every process, before any sampling
     output_dir = Path(output_dir)
     num_samples = config.samples_to_make
@@ -129,7 +109,7 @@ def evaluate(
         {
             "kind": "samples",
             "model_weights_sha256": model_sha,
-            "scheduler": scheduler_identity(pipe),
+            "scheduler": sampler_identity(pipe.scheduler),
             "seed": config.seed,
             "num_inference_steps": config.num_inference_steps,
             "precision": config.precision,
@@ -143,22 +123,10 @@ def evaluate(
     if "nll" in config.metrics:
         nll_images = bound_images(procs, pipe, config.nll_dataset, None, config.nll_split, None, config.convert_images)
         num_nll = len(nll_images) if config.nll_num_images is None else min(config.nll_num_images, len(nll_images))
-        nll = ShardStore(
-            output_dir / "nll",
-            {
-                "kind": "nll",
-                "model_weights_sha256": model_sha,
-                "scheduler": scheduler_identity(pipe),
-                "seed": config.seed,
-                "dataset": config.nll_dataset,
-                "split": config.nll_split,
-                "clip_denoised": True,
-                "batch_size": config.nll_batch_size,  # the noise is drawn in chunks of this many (image, t) pairs
-                "precision": "fp32",
-            },
-            config.shard_size,
-            default_shard_size=config.batch_size,
+        identity = bound_identity(
+            model_sha, pipe, config.seed, config.nll_dataset, config.nll_split, True, config.nll_batch_size
         )
+        nll = ShardStore(output_dir / "nll", identity, config.shard_size, default_shard_size=config.batch_size)
     progress_dir = output_dir / ".progress"
     specs_names = [name for spec in measures.specs for name in spec.names]
     plan = plan_work(
@@ -202,6 +170,10 @@ def evaluate(
         images = uint8_to_pil(torch.cat(list(samples.image_batches(grid))))
         image_grid(images).save(output_dir / GRID_FILE)
 
+    sampler = sampler_identity(pipe.scheduler)
+    for key, measurement in measured["measurements"].items():  # each metric's sampler, as the card states it
+        steps = pipe.scheduler.config.num_train_timesteps if key.startswith("nll") else config.num_inference_steps
+        measurement.update(sampler=sampler, num_inference_steps=steps)
     made = sum(len(shard) for shard in plan["sample"])
     nll_record = {"dataset": config.nll_dataset, "split": config.nll_split, "num_images": num_nll}
     from .. import __version__
@@ -211,6 +183,7 @@ def evaluate(
             "model": name,
             "model_revision": commit,
             "model_weights_sha256": model_sha,
+            "sampler": sampler,
             **measured,
             "num_samples": config.num_samples if SAMPLE_METRICS & set(config.metrics) else 0,
             "num_inference_steps": config.num_inference_steps,
@@ -238,6 +211,22 @@ def evaluate(
     )
     report.save(output_dir / REPORT_FILE)
     return report
+
+
+def check_pipeline(pipe: DDPMPaperPipeline, config: EvaluationSettings) -> None:
+    """Refuse, before any sampling, what the pipeline cannot measure as asked: the bound needs the paper's
+    posterior (a `DDPMPaperScheduler`), and the step count must be one the scheduler samples."""
+    if SAMPLE_METRICS & set(config.metrics) or config.grid_size:
+        try:
+            check_num_inference_steps(pipe.scheduler, config.num_inference_steps)
+        except InputError as e:
+            raise EvaluationError(str(e)) from None
+    if "nll" in config.metrics and not isinstance(pipe.scheduler, DDPMPaperScheduler):
+        raise EvaluationError(
+            f"nll is the variational bound of the paper's reverse process, which DDPMPaperScheduler defines; this "
+            f"pipeline holds a {type(pipe.scheduler).__name__}: measure nll with DDPMPaperScheduler "
+            "(DDPMPaperScheduler.from_config(pipe.scheduler.config)), the sample metrics with this one"
+        )
 
 
 def plan_work(procs: Processes, stores: list[ShardStore], progress_dir: Path, plan: Callable[[], Any]) -> Any:
@@ -277,6 +266,31 @@ def bound_images(
     return images
 
 
+def bound_identity(
+    model_sha: str,
+    pipe: DDPMPaperPipeline,
+    seed: int,
+    dataset: str | None,
+    split: str,
+    clip_denoised: bool,
+    batch_size: int,
+    num_inference_steps: int | None = None,
+) -> dict:
+    """What a store of bounds records of how they were made (one builder for `evaluate` and `evaluate_bound`)."""
+    return {
+        "kind": "nll",
+        "model_weights_sha256": model_sha,
+        "scheduler": sampler_identity(pipe.scheduler),
+        "seed": seed,
+        "dataset": dataset,
+        "split": split,
+        "clip_denoised": clip_denoised,
+        "batch_size": batch_size,  # the noise is drawn in chunks of this many (image, t) pairs
+        "precision": "fp32",  # the bound's network runs in fp32 (BoundSettings)
+        **({"num_inference_steps": num_inference_steps} if num_inference_steps is not None else {}),
+    }
+
+
 def bound_shard_dir(output: str | os.PathLike) -> Path:
     """Where `evaluate_bound` keeps per-image results by default: OUTPUT without .json, plus `_shards`."""
     path = Path(output)
@@ -301,7 +315,7 @@ def evaluate_bound(
     shard_dir: str | os.PathLike | None = None,
     revision: str | None = None,
     device: str | torch.device | None = None,
-) -> dict | None:
+) -> EvaluationReport | None:
     """The variational bound in bits/dim of the first `num_images` images of a dataset (Table 1's NLL column), on
     one process or every process of an `accelerate launch` (what `examples/evaluate_nll.py` runs).
 
@@ -323,18 +337,9 @@ def evaluate_bound(
         pipe.scheduler.chain(num_inference_steps)  # a step count or a Γ it lacks, refused before any work
     except ValueError as e:
         raise EvaluationError(str(e)) from None
-    identity = {
-        "kind": "nll",
-        "model_weights_sha256": model_sha,
-        "scheduler": scheduler_identity(pipe),
-        "seed": seed,
-        "dataset": dataset or data_dir,
-        "split": split,
-        "clip_denoised": clip_denoised,
-        "batch_size": batch_size,  # the noise is drawn in chunks of this many (image, t) pairs
-        "precision": settings.precision,
-        **({"num_inference_steps": num_inference_steps} if num_inference_steps is not None else {}),
-    }
+    identity = bound_identity(
+        model_sha, pipe, seed, dataset or data_dir, split, clip_denoised, batch_size, num_inference_steps
+    )
     store = ShardStore(shard_dir or bound_shard_dir(output), identity, shard_size, default_shard_size=64)
     progress_dir = store.root / ".progress"
     missing = plan_work(procs, [store], progress_dir, lambda: store.missing(num_images))
@@ -349,19 +354,35 @@ def evaluate_bound(
     procs.barrier()
     if not procs.is_main:
         return None
-    report = {
-        "model": name,
-        "model_weights_sha256": model_sha,
-        "dataset": identity["dataset"],
-        "split": split,
-        "clip_denoised": clip_denoised,
-        "seed": seed,
-        "variance_type": pipe.scheduler.config.variance_type,
-        "num_inference_steps": num_inference_steps or pipe.scheduler.config.num_train_timesteps,
-        **bound_summary(store, num_images),
-        "num_processes": procs.count,
-        "images_made": sum(len(shard) for shard in missing),  # by this run; the rest were found in the shards
-        "seconds": time.perf_counter() - start,
-    }
-    write_file(output, json.dumps(report, indent=1).encode())
+    summary = bound_summary(store, num_images)
+    steps = num_inference_steps or pipe.scheduler.config.num_train_timesteps
+    sampler = sampler_identity(pipe.scheduler)
+    report = EvaluationReport(
+        {
+            "model": name,
+            "model_weights_sha256": model_sha,
+            "sampler": sampler,
+            # As evaluate's metrics.json has it, so that a card and a push read the bound like any other metric.
+            "metrics": {"nll_bits_per_dim": summary["bpd"], "nll_bits_per_dim_stderr": summary["bpd_stderr"]},
+            "measurements": {
+                "nll_bits_per_dim": {
+                    "num_images": num_images,
+                    "data": {"dataset": identity["dataset"], "split": split},
+                    "sampler": sampler,
+                    "num_inference_steps": steps,
+                }
+            },
+            "dataset": identity["dataset"],
+            "split": split,
+            "clip_denoised": clip_denoised,
+            "seed": seed,
+            "variance_type": pipe.scheduler.config.variance_type,
+            "num_inference_steps": steps,
+            **summary,
+            "num_processes": procs.count,
+            "images_made": sum(len(shard) for shard in missing),  # by this run; the rest were found in the shards
+            "seconds": time.perf_counter() - start,
+        }
+    )
+    report.save(output)
     return report

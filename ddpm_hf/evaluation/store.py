@@ -30,6 +30,8 @@ import numpy as np
 import torch
 from PIL import Image
 
+from ..errors import DDPMError, InputError, InputTypeError, MissingFileError
+from ..identity import IdentityMismatchError, record_differences
 from ..publish import publish, write_file
 
 MANIFEST = "manifest.json"
@@ -37,11 +39,11 @@ FORMAT = 1
 SHARD_NAME = re.compile(r"^(\d{8})-(\d{8})$")
 
 
-class StoreMismatchError(ValueError):
+class StoreMismatchError(IdentityMismatchError):
     """A store holds results made differently (another model, seed, step count, precision...): never mixed in."""
 
 
-class StoreDamagedError(RuntimeError):
+class StoreDamagedError(DDPMError, RuntimeError):
     """A stored file that does not read back as it was written (truncated, hand-copied, edited): never used."""
 
 
@@ -147,13 +149,12 @@ class ShardStore:
                 )
             self.shard_size = self.shard_size or self.default_shard_size
             if self.shard_size is None:
-                raise ValueError(f"{self.root} is a new store: a shard size is needed")
+                raise InputError(f"{self.root} is a new store: a shard size is needed")
             return
         recorded = manifest.get("identity", {})
         differences = [
-            f"{key}: {recorded.get(key)!r} there, {self.identity.get(key)!r} now"
-            for key in sorted(set(recorded) | set(self.identity))
-            if recorded.get(key) != self.identity.get(key)
+            f"{key}: {there!r} there, {now!r} now"
+            for key, (there, now) in record_differences(recorded, self.identity).items()
         ]
         if manifest.get("format") != FORMAT:
             differences.insert(0, f"format: {manifest.get('format')!r} there, {FORMAT} now")
@@ -218,7 +219,7 @@ class ShardStore:
     def missing(self, count: int) -> list[Shard]:
         """Shards to make so that images 0 .. count − 1 all exist: the gaps, cut at multiples of the shard size."""
         if self.shard_size is None:
-            raise ValueError("call check() first: the shard size comes from the manifest")
+            raise InputError("call check() first: the shard size comes from the manifest")
         covered = np.zeros(count, dtype=bool)
         for shard in self.finished():
             covered[shard.start : min(shard.end, count)] = True
@@ -243,7 +244,7 @@ class ShardStore:
             shards.append(shard)
             next_index = shard.end
         if next_index < count:
-            raise FileNotFoundError(f"{self.root} lacks images from {next_index} on (of {count})")
+            raise MissingFileError(f"{self.root} lacks images from {next_index} on (of {count})")
         return shards
 
     # --- writing -----------------------------------------------------------------------------------------------
@@ -266,14 +267,14 @@ class ShardStore:
         """A finished shard holding `arrays` (each [len(shard), ...]) as NAME.npy files."""
         for name, array in arrays.items():
             if len(array) != len(shard):
-                raise ValueError(f"{name} has {len(array)} rows for the {len(shard)} images of shard {shard.name}")
+                raise InputError(f"{name} has {len(array)} rows for the {len(shard)} images of shard {shard.name}")
         self._write_shard(shard, {f"{name}.npy": _npy_bytes(array) for name, array in arrays.items()})
 
     def add(self, shard: Shard, arrays: dict[str, np.ndarray]) -> None:
         """Add arrays to a finished shard, each file renamed into place whole."""
         for name, array in arrays.items():
             if len(array) != len(shard):
-                raise ValueError(f"{name} has {len(array)} rows for the {len(shard)} images of shard {shard.name}")
+                raise InputError(f"{name} has {len(array)} rows for the {len(shard)} images of shard {shard.name}")
             write_file(self.root / shard.name / f"{name}.npy", _npy_bytes(array))
 
     # --- reading -----------------------------------------------------------------------------------------------
@@ -312,7 +313,7 @@ class ShardedArray:
 
     def __getitem__(self, rows: slice) -> np.ndarray:
         if not isinstance(rows, slice) or rows.step not in (None, 1):
-            raise TypeError("a ShardedArray is read by contiguous row slices")
+            raise InputTypeError("a ShardedArray is read by contiguous row slices")
         start, stop, _ = rows.indices(self.count)
         parts = []
         first = max(0, int(np.searchsorted(self.starts, start, side="right")) - 1)
@@ -331,7 +332,7 @@ def encode_png(image: torch.Tensor | np.ndarray) -> bytes:
     """A uint8 [C, H, W] image (C = 1 or 3) as PNG bytes: grayscale or RGB, lossless."""
     array = np.asarray(image.cpu() if isinstance(image, torch.Tensor) else image)
     if array.dtype != np.uint8 or array.ndim != 3 or array.shape[0] not in (1, 3):
-        raise ValueError(f"expected a uint8 [1 or 3, H, W] image, got {array.dtype} of shape {array.shape}")
+        raise InputError(f"expected a uint8 [1 or 3, H, W] image, got {array.dtype} of shape {array.shape}")
     buffer = io.BytesIO()
     Image.fromarray(array.transpose(1, 2, 0).squeeze(-1) if array.shape[0] == 1 else array.transpose(1, 2, 0)).save(
         buffer, format="PNG"
@@ -352,10 +353,10 @@ class SampleStore(ShardStore):
     def write_samples(self, shard: Shard, images: torch.Tensor, arrays: dict[str, np.ndarray]) -> None:
         """A finished shard of uint8 [len(shard), C, H, W] images and their arrays (features), renamed in whole."""
         if len(images) != len(shard):
-            raise ValueError(f"{len(images)} images for the {len(shard)} of shard {shard.name}")
+            raise InputError(f"{len(images)} images for the {len(shard)} of shard {shard.name}")
         for name, array in arrays.items():
             if len(array) != len(shard):
-                raise ValueError(f"{name} has {len(array)} rows for the {len(shard)} images of shard {shard.name}")
+                raise InputError(f"{name} has {len(array)} rows for the {len(shard)} images of shard {shard.name}")
         files = {f"{index:08d}.png": encode_png(image) for index, image in zip(shard.indices, images, strict=True)}
         files.update({f"{name}.npy": _npy_bytes(array) for name, array in arrays.items()})
         self._write_shard(shard, files)

@@ -13,6 +13,8 @@ from typing import TYPE_CHECKING
 
 import torch
 
+from ..errors import InputError
+
 if TYPE_CHECKING:
     from .config import TrainConfig
 
@@ -52,7 +54,7 @@ def step_randomness(
 def micro_batch_size(batch_size: int, num_processes: int, accumulation: int) -> int:
     """Images per process per accumulation step: the global batch split evenly, or a ValueError saying why not."""
     if batch_size % (num_processes * accumulation):
-        raise ValueError(
+        raise InputError(
             f"train_batch_size={batch_size} is not divisible by {num_processes} processes × {accumulation} "
             "accumulation steps (it is the global batch)"
         )

@@ -11,23 +11,28 @@ import shutil
 import struct
 import time
 import zipfile
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 from accelerate import Accelerator
 
 from ..checks import error_chain
+from ..data import REDEFINED_SPLITS
+from ..errors import DDPMError, InputError, MissingFileError
+from ..identity import IdentityMismatchError, ResultIdentity
 from ..publish import publish
 from .optim import learning_rate
 
 _NAME = re.compile(r"^checkpoint-(\d+)$")
 STATE_FILE = "training_state.json"
 CONFIG_FILE = "train_config.json"
+DATA_KEY = "data"  # the images a run trains on (`ddpm_hf.identity.data_fingerprint`), beside its settings
 # Settings that change what a checkpoint holds (the network's weights, the EMA): resuming with others cannot work.
 STRUCTURE_KEYS = ("model", "model_config_name_or_path", "unet_config", "use_ema")
 
 
-class CheckpointError(RuntimeError):
+class CheckpointError(DDPMError, RuntimeError):
     """A checkpoint that cannot be written or read; the message names it and what is intact."""
 
 
@@ -38,6 +43,18 @@ def list_checkpoints(checkpoint_dir: str | os.PathLike) -> list[Path]:
         return []
     found = [(int(m.group(1)), p) for p in folder.iterdir() if (m := _NAME.match(p.name)) and p.is_dir()]
     return [p for _, p in sorted(found)]
+
+
+def holds_run(folder: Path) -> str | None:
+    """What makes `folder` a run's (its checkpoints or exported pipeline), in words; None if nothing.
+
+    Settings alone (a run stopped before its first checkpoint, e.g. by an unreadable image) hold nothing a new
+    run could lose or mix with its own: the same command, corrected, starts again there."""
+    checkpoints = list_checkpoints(folder / "checkpoints") if (folder / "checkpoints").is_dir() else []
+    found = ["model_index.json"] if (folder / "model_index.json").is_file() else []
+    if checkpoints:
+        found.append(", ".join(p.name for p in checkpoints))
+    return ", ".join(found) or None
 
 
 def verify_checkpoint(path: Path) -> None:
@@ -53,9 +70,9 @@ def verify_checkpoint(path: Path) -> None:
                 with zipfile.ZipFile(file) as archive:
                     bad = archive.testzip()
                 if bad is not None:
-                    raise ValueError(f"record {bad} fails its CRC")
+                    raise InputError(f"record {bad} fails its CRC")
             elif file.suffix in (".bin", ".pkl", ".pt"):
-                raise ValueError("not a complete torch archive")
+                raise InputError("not a complete torch archive")
         except (OSError, ValueError, zipfile.BadZipFile, struct.error) as e:
             raise CheckpointError(f"{file} is unreadable ({e}): checkpoint {path.name} is damaged") from e
 
@@ -66,7 +83,7 @@ def _check_safetensors(file: Path) -> None:
         header = json.loads(f.read(header_size))
     end = max((v["data_offsets"][1] for k, v in header.items() if k != "__metadata__"), default=0)
     if file.stat().st_size < 8 + header_size + end:
-        raise ValueError(f"{file.stat().st_size} bytes, the header needs {8 + header_size + end}")
+        raise InputError(f"{file.stat().st_size} bytes, the header needs {8 + header_size + end}")
 
 
 def resolve_checkpoint(checkpoint_dir: str | os.PathLike, choice: str) -> Path | None:
@@ -79,7 +96,7 @@ def resolve_checkpoint(checkpoint_dir: str | os.PathLike, choice: str) -> Path |
     if _NAME.match(choice) and not path.exists():
         path = Path(checkpoint_dir) / choice
     if not (path / STATE_FILE).is_file():
-        raise FileNotFoundError(f"{path} is not a complete checkpoint (no {STATE_FILE})")
+        raise MissingFileError(f"{path} is not a complete checkpoint (no {STATE_FILE})")
     return path
 
 
@@ -173,7 +190,7 @@ _RESUME_MAY_CHANGE = {
     "resume_from_checkpoint", "max_train_steps", "num_epochs", "output_dir", "push_to_hub", "hub_model_id",
     "hub_private_repo", "report_to", "logging_steps", "logging_dir", "checkpointing_steps", "checkpoints_total_limit",
     "save_images_steps", "save_images_epochs", "save_pipeline_steps", "save_model_epochs", "num_grid_images",
-    "num_inference_steps", "dataloader_num_workers", "skip_bad_images",
+    "num_inference_steps", "dataloader_num_workers", "skip_bad_images", "resume_on_other_data", "overwrite_output_dir",
 }  # fmt: skip
 
 
@@ -196,15 +213,17 @@ def resume(accelerator: Accelerator, checkpoint_dir: Path, choice: str, config: 
         found = resolve_checkpoint(checkpoint_dir, choice)
         verify_checkpoint(found)
     saved = checkpoint_config(found)
+    check_data(found, saved, config, say)
     if saved is not None:
-        current = dict(config)
+        saved, current = dict(saved), dict(config)
+        saved.pop(DATA_KEY, None), current.pop(DATA_KEY, None)
         for settings in (saved, current):  # sample_size follows resolution (0.1 presets also set it in unet_config)
             settings["unet_config"] = {k: v for k, v in settings.get("unet_config", {}).items() if k != "sample_size"}
         differences = config_differences(saved, current)
         listed = lambda keys: "; ".join(f"{k}: {differences[k][0]!r} there, {differences[k][1]!r} here" for k in keys)  # noqa: E731
         structural = [k for k in STRUCTURE_KEYS if k in differences]
         if structural:
-            raise ValueError(
+            raise InputError(
                 f"{found} holds another network than this run builds ({listed(structural)}): resume with the "
                 "checkpoint's settings (its train_config.json), or train into another --output_dir"
             )
@@ -217,6 +236,46 @@ def resume(accelerator: Accelerator, checkpoint_dir: Path, choice: str, config: 
     set_aside_newer(accelerator, Path(checkpoint_dir), step)
     say(f"resumed from {found} at step {step}")
     return step
+
+
+def check_data(found: Path, saved: dict[str, Any] | None, config: dict[str, Any], say: Callable[[str], None]) -> None:
+    """Refuse to continue a checkpoint on other images than it was trained on (its next steps would not be its run's
+    continuation), naming both, unless `resume_on_other_data`. A checkpoint saved before runs recorded their data's
+    fingerprint is checked by what is known of it: the image count of a split redefined since."""
+    current = config.get(DATA_KEY)
+    if current is None:
+        return
+    recorded = (saved or {}).get(DATA_KEY)
+    allowed = config.get("resume_on_other_data", False)
+    if recorded is not None:
+        made, wanted = ResultIdentity(data=recorded), ResultIdentity(data=current)
+        if not made.differences(wanted):
+            return
+        message = (
+            f"{found} was trained on {_data_said(recorded)}; this run's data is {_data_said(current)}: resume with "
+            "the checkpoint's data (its train_config.json), or pass --resume_on_other_data to continue on this data"
+        )
+    else:
+        redefined = REDEFINED_SPLITS.get((current.get("dataset"), current.get("split")))
+        if redefined is None or redefined[1] == current["num_images"]:
+            say(f"note: {found} does not record its training data; resuming on {_data_said(current)}")
+            return
+        version, count, now = redefined
+        message = (
+            f"{found} does not record its training data (saved before ddpm_hf recorded it), and {current['dataset']}'s "
+            f"'{current['split']}' split changed in {version}: {count:,} images before, {current['num_images']:,} "
+            f"now (this run's data). A run begun before {version} trained on the {count:,}: resume it with "
+            f"--dataset_split {now}; to continue on this run's data (a run begun with {version} or later), pass "
+            "--resume_on_other_data"
+        )
+    if not allowed:
+        raise IdentityMismatchError(message)
+    say(f"note: resuming on other data, as asked: {message.split(':', 1)[0]}")
+
+
+def _data_said(data: dict[str, Any]) -> str:
+    where = f"{data.get('dataset')} ({data.get('split')})"
+    return f"{data.get('num_images', '?'):,} images of {where}, sha256 {str(data.get('sha256', '?'))[:12]}"
 
 
 def schedule_change(saved: dict[str, Any], current: dict[str, Any], step: int) -> str | None:

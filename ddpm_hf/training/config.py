@@ -15,6 +15,7 @@ from dataclasses import asdict, dataclass, field, fields
 from typing import Any, Literal
 
 from ..checks import check_choice
+from ..errors import InputError
 from .optim import LR_SCHEDULES
 
 MixedPrecision = Literal["no", "fp16", "bf16"]
@@ -86,6 +87,10 @@ class TrainConfig:
     checkpointing_steps: int = _flag(5000, "save a resumable checkpoint every N steps")
     checkpoints_total_limit: int | None = _flag(3, "keep this many checkpoints; none keeps all")
     resume_from_checkpoint: str | None = _flag(None, "latest, checkpoint-N (in the output folder) or a checkpoint path")
+    resume_on_other_data: bool = _flag(False, "resume even where the data differs from the checkpoint's (said)")
+    overwrite_output_dir: bool = _flag(
+        False, "start anew in an --output_dir that holds a run, first moving that run aside (never deleting it)"
+    )
     save_images_steps: int = _flag(10_000, "a sample grid every N steps; 0: none")
     save_images_epochs: int | None = _flag(None, "a sample grid every N epochs (replaces --save_images_steps)")
     num_grid_images: int = _flag(64, "samples in each grid", "--eval_batch_size")
@@ -126,20 +131,25 @@ class TrainConfig:
         }
         bad = [name for name, ok in checks.items() if not ok]
         if bad:
-            raise ValueError(f"invalid --{bad[0]}: {getattr(self, bad[0])!r}")
+            raise InputError(f"invalid --{bad[0]}: {getattr(self, bad[0])!r}")
+        if self.num_inference_steps > self.num_train_timesteps:  # the grids' chain: checked before training
+            raise InputError(
+                f"invalid --num_inference_steps: {self.num_inference_steps} (the grids' sampler takes at most "
+                f"--num_train_timesteps = {self.num_train_timesteps} steps)"
+            )
         check_choice("loss", self.loss, ("simple", "vlb"))
         check_choice("lr_scheduler", self.lr_scheduler, LR_SCHEDULES)
         if self.mixed_precision is not None:
             check_choice("mixed_precision", self.mixed_precision, MixedPrecision)
         if not self.center_crop:
-            raise ValueError(
+            raise InputError(
                 "--center_crop false: random crops are not implemented; images are resized and center-cropped"
             )
         if self.dataset_name is not None and self.train_data_dir is not None:
-            raise ValueError("pass only one of --dataset_name and --train_data_dir")
+            raise InputError("pass only one of --dataset_name and --train_data_dir")
         size = self.unet_config.get("sample_size")
         if size is not None and size != self.resolution:
-            raise ValueError(
+            raise InputError(
                 f"--unet_config sets sample_size={size} but --resolution is {self.resolution}: the network would "
                 "sample images of another size than it trains on; drop sample_size (it follows --resolution)"
             )
@@ -203,8 +213,6 @@ PRESETS: dict[str, dict[str, Any]] = {
 # Flags of diffusers' train_unconditional.py whose meaning differs here, and what to do instead.
 DIFFUSERS_ONLY = {
     "--enable_xformers_memory_efficient_attention": "attention already runs through PyTorch's fused kernels here",
-    "--overwrite_output_dir": "an output folder is never overwritten: checkpoints and the pipeline are replaced "
-    "atomically; resume with --resume_from_checkpoint latest",
 }
 
 
@@ -292,5 +300,5 @@ def epochs_as_steps(cfg: TrainConfig, num_images: int) -> dict[str, int]:
 def preset_config(name: str, **overrides: Any) -> TrainConfig:
     """The preset's TrainConfig with `overrides` applied."""
     if name not in PRESETS:
-        raise ValueError(f"unknown preset {name!r}; choose one of {sorted(PRESETS)}")
+        raise InputError(f"unknown preset {name!r}; choose one of {sorted(PRESETS)}")
     return TrainConfig(**{**PRESETS[name], **overrides})

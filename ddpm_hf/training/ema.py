@@ -6,6 +6,8 @@ from typing import Any
 
 import torch
 
+from ..errors import InputError
+
 
 def warmup_decay(update: int, max_decay: float, inv_gamma: float, power: float, min_decay: float) -> float:
     """diffusers' `EMAModel` warm-up for the `update`-th update (1-based): 0 (a copy) at the first, then
@@ -44,7 +46,7 @@ class EMA:
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         if len(state["shadow"]) != len(self.shadow):
-            raise ValueError(f"EMA state has {len(state['shadow'])} tensors, the model {len(self.shadow)}")
+            raise InputError(f"EMA state has {len(state['shadow'])} tensors, the model {len(self.shadow)}")
         self.decay = state["decay"]
         pairs = zip(state["shadow"], self.shadow, strict=True)
         self.shadow = [s.to(device=old.device, dtype=torch.float32) for s, old in pairs]

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import shutil
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
@@ -35,9 +37,11 @@ def ema_pipeline(ema: EMA | None, unet: torch.nn.Module, scheduler: DDPMPaperSch
     return pipe
 
 
-def save_sample_grid(pipe: DDPMPaperPipeline, cfg: TrainConfig, path: Path) -> list[Image.Image]:
+def save_sample_grid(
+    pipe: DDPMPaperPipeline, cfg: TrainConfig, path: Path, stop: Callable[[], Any] | None = None
+) -> list[Image.Image] | None:
     """A grid of `num_grid_images` samples with fixed per-image seeds, so grids compare across steps; returns the
-    samples."""
+    samples, or None (and no grid) if `stop()` became true while they were drawn."""
     n = cfg.num_grid_images
     generators = [torch.Generator().manual_seed(cfg.seed + i) for i in range(n)]
     # Minutes at the paper's 1000 steps: a bar of its own (the pipeline's is off), gone once the grid is written.
@@ -45,10 +49,14 @@ def save_sample_grid(pipe: DDPMPaperPipeline, cfg: TrainConfig, path: Path) -> l
 
         def advance(pipe: DDPMPaperPipeline, i: int, t: int, tensors: dict) -> dict:
             bar.update(1)
-            return tensors
+            if stop is not None and stop():
+                pipe._interrupt = True  # ends the chain after this step (diffusers' convention)
+            return {}
 
         steps = cfg.num_inference_steps
         out = pipe(batch_size=n, generator=generators, num_inference_steps=steps, callback_on_step_end=advance)
+    if stop is not None and stop():
+        return None
     images = out.images
     path.parent.mkdir(parents=True, exist_ok=True)
     image_grid(images, pad=1, scale=max(1, 32 // images[0].width)).save(path)
@@ -72,7 +80,7 @@ SAMPLES_FILE = "samples.png"  # the final grid, written beside the pipeline and 
 RUN_CONTROL = {
     "resume_from_checkpoint", "output_dir", "logging_dir", "report_to", "logging_steps", "push_to_hub", "hub_model_id",
     "hub_private_repo", "checkpointing_steps", "checkpoints_total_limit", "save_images_steps", "save_pipeline_steps",
-    "dataloader_num_workers", "cache_dir", "tracker_project_name",
+    "dataloader_num_workers", "cache_dir", "tracker_project_name", "overwrite_output_dir", "resume_on_other_data",
 }  # fmt: skip
 # The network is described by the weights' own config, not by the preset it started from or the overrides.
 NETWORK_SETTINGS = {"model", "unet_config", "model_config_name_or_path"}

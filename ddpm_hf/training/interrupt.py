@@ -22,11 +22,13 @@ import torch
 import torch.distributed as dist
 from accelerate import Accelerator
 
+from ..errors import DDPMError
+
 SIGNALS = (signal.SIGTERM, signal.SIGINT)
 DUPLICATE_WINDOW_S = 1.0
 
 
-class TrainingInterrupted(RuntimeError):
+class TrainingInterrupted(DDPMError, RuntimeError):
     """The run stopped on a signal after saving a checkpoint; `exit_code` is the shell's 128 + signal number."""
 
     def __init__(self, message: str, signum: int) -> None:
@@ -38,11 +40,20 @@ class TrainingInterrupted(RuntimeError):
 class StopOnSignal:
     """Within the block, SIGTERM and SIGINT set a flag that `agreed()` turns into one decision for every process."""
 
-    def __init__(self, accelerator: Accelerator) -> None:
+    def __init__(
+        self,
+        accelerator: Accelerator,
+        doing: str = "finishing this step and saving a checkpoint",
+        local: bool = False,
+    ) -> None:
+        """`doing`: what a first signal makes the run do, as it is told; `local`: this process decides alone (work
+        that only the main process does, such as the final grid), with no collective to set up."""
         self.received: int | None = None
+        self.doing = doing
         self._first_at = 0.0
         self._previous: dict[int, object] = {}
-        self._several = accelerator.num_processes > 1 and dist.is_available() and dist.is_initialized()
+        several = accelerator.num_processes > 1 and dist.is_available() and dist.is_initialized()
+        self._several = several and not local
         self._group = None
         if self._several and dist.get_backend() != "gloo":
             # The flag is agreed on over a CPU group: no device sync, whatever the training backend.
@@ -69,8 +80,7 @@ class StopOnSignal:
         if self.received is None:
             self.received, self._first_at = signum, now
             print(
-                f"\n{signal.Signals(signum).name}: finishing this step and saving a checkpoint; signal again to stop "
-                "at once",
+                f"\n{signal.Signals(signum).name}: {self.doing}; signal again to stop at once",
                 file=sys.stderr,
                 flush=True,
             )

@@ -24,11 +24,13 @@ from accelerate.utils import ProjectConfiguration, set_seed
 from tqdm.auto import tqdm
 
 from ..data import ImageDataset, load_image_dataset
+from ..errors import DDPMError, InputError, OutputExistsError
 from ..fastpath import eps_model, memory_format
+from ..identity import data_fingerprint
 from ..pixels import scale_to_model
 from .batches import micro_batch_size, micro_slice, step_loader, step_randomness
 from .callbacks import TrainerCallback
-from .checkpoint import resolve_checkpoint, resume, save_checkpoint
+from .checkpoint import CONFIG_FILE, DATA_KEY, holds_run, resolve_checkpoint, resume, save_checkpoint
 from .config import TrainConfig, epochs_as_steps
 from .ema import EMA, warmup_decay
 from .export import SAMPLES_FILE, ema_pipeline, log_grid, push_pipeline, save_pipeline, save_sample_grid
@@ -38,8 +40,12 @@ from .model import build_scheduler, build_unet
 from .optim import learning_rate, make_optimizer
 
 
-class TrainingDiverged(RuntimeError):
+class TrainingDiverged(DDPMError, RuntimeError):
     """The loss became NaN or infinite; the run stops before writing anything from the bad state."""
+
+
+class RunExistsError(OutputExistsError):
+    """The output folder holds a run that this one was not asked to continue or move aside."""
 
 
 class Trainer:
@@ -47,7 +53,7 @@ class Trainer:
 
     def __init__(self, cfg: TrainConfig, callbacks: Iterable[TrainerCallback] = ()) -> None:
         if cfg.dataset_name is None and cfg.train_data_dir is None:
-            raise ValueError("no training data: pass --dataset_name or --train_data_dir")
+            raise InputError("no training data: pass --dataset_name or --train_data_dir")
         self.cfg, self.callbacks = cfg, list(callbacks)
         self.output_dir, self.checkpoint_dir = Path(cfg.output_dir), Path(cfg.output_dir) / "checkpoints"
         # Accelerate keeps one mixed-precision state per process and would reuse a previous run's (a notebook, the
@@ -61,6 +67,7 @@ class Trainer:
             ),
         )
         self.say = self.accelerator.print
+        self.claim_output_dir()
         self.check_precision()
         self.micro_batch = self.split_batch()
         self.build_model()
@@ -73,11 +80,30 @@ class Trainer:
 
     # --- set-up ----------------------------------------------------------------------------------------------
 
+    def claim_output_dir(self) -> None:
+        """A folder that holds a run is continued (--resume_from_checkpoint) or, with --overwrite_output_dir, moved
+        aside whole; otherwise refused, so that a repeated command never replaces a finished run's checkpoints and
+        pipeline, nor leaves two runs' checkpoints side by side for `latest` to mix."""
+        cfg, acc = self.cfg, self.accelerator
+        held = holds_run(self.output_dir)
+        if not held or cfg.resume_from_checkpoint:
+            return
+        if not cfg.overwrite_output_dir:
+            raise RunExistsError(
+                f"{self.output_dir} holds a run ({held}): continue it with --resume_from_checkpoint latest, train "
+                "into another --output_dir, or pass --overwrite_output_dir to move that run aside and start anew"
+            )
+        aside = self.output_dir.with_name(f"{self.output_dir.name}.replaced-{time.strftime('%Y%m%d-%H%M%S')}")
+        if acc.is_main_process:
+            os.replace(self.output_dir, aside)
+            self.say(f"moved the run that was in {self.output_dir} to {aside} (--overwrite_output_dir)")
+        acc.wait_for_everyone()
+
     def check_precision(self) -> None:
         """Refuse a mixed precision Accelerate would silently not apply (fp16 autocast on a CPU)."""
         acc = self.accelerator
         if acc.mixed_precision != "no" and not acc.native_amp and acc.device.type == "cpu":
-            raise ValueError(
+            raise InputError(
                 f"mixed precision {acc.mixed_precision!r} has no effect on a CPU here (Accelerate would train in "
                 "fp32): use --mixed_precision bf16 or no"
             )
@@ -123,6 +149,9 @@ class Trainer:
             config_name=cfg.dataset_config_name,
         )
         data = ImageDataset(ds, column, cfg.resolution, channels, skip_bad_images=cfg.skip_bad_images)
+        # What a checkpoint was trained on, so that a resume on other images is refused (checkpoint.check_data).
+        source = cfg.dataset_name or cfg.train_data_dir
+        self.data_identity = {"dataset": source, "split": cfg.dataset_split, **data_fingerprint(ds, column)}
         self.say(
             f"{len(data)} training images from {cfg.dataset_name or cfg.train_data_dir}, {channels}×{cfg.resolution}²"
         )
@@ -159,13 +188,17 @@ class Trainer:
         """The step to start from: 0, or that of the checkpoint `--resume_from_checkpoint` names (see `checkpoint`)."""
         if not self.cfg.resume_from_checkpoint:
             return 0
-        return resume(self.accelerator, self.checkpoint_dir, self.cfg.resume_from_checkpoint, self.cfg.to_dict())
+        return resume(self.accelerator, self.checkpoint_dir, self.cfg.resume_from_checkpoint, self.record())
+
+    def record(self) -> dict:
+        """What train_config.json and each checkpoint record: the settings and the data's fingerprint."""
+        return {**self.cfg.to_dict(), DATA_KEY: self.data_identity}
 
     def record_config(self) -> None:
         cfg = self.cfg
         if self.accelerator.is_main_process:
             self.output_dir.mkdir(parents=True, exist_ok=True)
-            (self.output_dir / "train_config.json").write_text(json.dumps(cfg.to_dict(), indent=2, default=list))
+            (self.output_dir / CONFIG_FILE).write_text(json.dumps(self.record(), indent=2, default=list))
         if cfg.report_to:
             self.accelerator.init_trackers("ddpm", config={k: str(v) for k, v in cfg.to_dict().items()})
 
@@ -296,7 +329,7 @@ class Trainer:
 
     def save_checkpoint(self) -> None:
         self.last_saved = save_checkpoint(
-            self.accelerator, self.checkpoint_dir, self.step, self.cfg.checkpoints_total_limit, self.cfg.to_dict()
+            self.accelerator, self.checkpoint_dir, self.step, self.cfg.checkpoints_total_limit, self.record()
         )
         for callback in self.callbacks:
             callback.on_checkpoint(self, self.last_saved)
@@ -322,13 +355,28 @@ class Trainer:
         shown = ", ".join(names[:5]) + (f" and {len(names) - 5} more" if len(names) > 5 else "")
         return f" ({len(names)} distinct file{'s' if len(names) > 1 else ''}: {shown})"
 
+    def final_grid(self, pipe) -> None:
+        """samples.png (minutes at 1000 steps), stopped cleanly by SIGINT or SIGTERM: the pipeline and the last
+        checkpoint are saved by then, so a stop only skips the grid, and says how to draw it."""
+        with StopOnSignal(self.accelerator, "skipping the sample grid (the pipeline is saved)", local=True) as stop:
+            images = save_sample_grid(pipe, self.cfg, self.output_dir / SAMPLES_FILE, stop=lambda: stop.received)
+        if images is None:
+            message = (
+                f"stopped by {signal.Signals(stop.received).name} while drawing {SAMPLES_FILE}, after training: the "
+                f"pipeline in {self.output_dir} and {self.last_saved} are saved; no grid was drawn (python "
+                f"examples/sample.py --model {self.output_dir} draws one)"
+            )
+            self.say(message)
+            raise TrainingInterrupted(message, stop.received)
+        log_grid(self.accelerator, images, self.step)
+
     def finish(self) -> None:
         """Save the EMA pipeline, its card and final samples (and push them), then report the run."""
         cfg, acc = self.cfg, self.accelerator
         if acc.is_main_process:
             pipe = ema_pipeline(self.ema, self.unet, self.scheduler)
             save_pipeline(pipe, cfg, self.output_dir)
-            log_grid(acc, save_sample_grid(pipe, cfg, self.output_dir / SAMPLES_FILE), self.step)
+            self.final_grid(pipe)
             if cfg.push_to_hub:
                 repo_id = cfg.hub_model_id or self.output_dir.resolve().name  # diffusers' default: the folder's name
                 push_pipeline(self.output_dir, repo_id, private=cfg.hub_private_repo, token=cfg.hub_token)

@@ -11,6 +11,8 @@ from collections.abc import Iterable
 
 import torch
 
+from ..errors import InputError
+
 LR_SCHEDULES = ("constant_with_warmup", "constant", "linear", "cosine", "cosine_with_restarts", "polynomial")
 _POLYNOMIAL_END, _POLYNOMIAL_POWER = 1e-7, 1.0  # get_scheduler's defaults for "polynomial"
 
@@ -37,7 +39,7 @@ def lr_factor(name: str, step: int, warmup_steps: int, total_steps: int, base_lr
             return _POLYNOMIAL_END / base_lr
         decay = (base_lr - _POLYNOMIAL_END) * (1 - progress) ** _POLYNOMIAL_POWER + _POLYNOMIAL_END
         return decay / base_lr
-    raise ValueError(f"lr_scheduler must be one of {LR_SCHEDULES}, got {name!r}")
+    raise InputError(f"lr_scheduler must be one of {LR_SCHEDULES}, got {name!r}")
 
 
 def learning_rate(name: str, step: int, base_lr: float, warmup_steps: int, total_steps: int) -> float:

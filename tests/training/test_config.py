@@ -107,12 +107,14 @@ def test_the_hub_token_is_never_recorded():
     assert cfg.hub_token == "hf_secret" and "hub_token" not in cfg.to_dict()
 
 
+def test_overwrite_output_dir_is_diffusers_flag_and_means_move_aside():
+    assert parse_args(["--preset", "digits", "--overwrite_output_dir"]).overwrite_output_dir is True
+    assert parse_args(["--preset", "digits"]).overwrite_output_dir is False
+
+
 @pytest.mark.parametrize(
     ("flag", "match"),
-    [
-        ("--enable_xformers_memory_efficient_attention", "PyTorch's fused kernels"),
-        ("--overwrite_output_dir", "never overwritten"),
-    ],
+    [("--enable_xformers_memory_efficient_attention", "PyTorch's fused kernels")],
 )
 def test_diffusers_flags_that_mean_something_else_are_refused_with_the_reason(flag, match, capsys):
     with pytest.raises(SystemExit):
