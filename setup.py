@@ -4,7 +4,7 @@ from setuptools import find_packages, setup
 
 setup(
     name="ddpm_hf",
-    version="0.4.0",
+    version="0.5.0",
     description="The DDPM paper (Ho, Jain, Abbeel 2020), exactly, as diffusers components trained with Accelerate",
     long_description=Path(__file__).with_name("README.md").read_text(encoding="utf-8"),
     long_description_content_type="text/markdown",

@@ -19,5 +19,5 @@ for _cls in (DDPMPaperPipeline, DDPMPaperScheduler, DDPMUNet2DModel):
 # `analytic_gamma` (1000 numbers) silently, as it drops `variance_type`, instead of printing it in a warning.
 setattr(_diffusers, DDPMPaperScheduler.__name__, DDPMPaperScheduler)
 
-__version__ = "0.4.0"
+__version__ = "0.5.0"
 __all__ = ["DDPMError", "DDPMPaperPipeline", "DDPMPaperScheduler", "DDPMPaperSchedulerOutput", "DDPMUNet2DModel"]
