@@ -50,7 +50,7 @@ def test_push_with_space_makes_a_gradio_space_for_the_model(hub_server, model, r
     (line,) = files["requirements.txt"].data.decode().splitlines()
     requirement = Requirement(line)  # installs this package, at this version, with the demo's requirements
     assert (requirement.name, requirement.extras) == ("ddpm_hf", {"demo"})
-    assert requirement.specifier.contains(ddpm_hf.__version__) and str(requirement.specifier) == "==0.4.0"
+    assert requirement.specifier.contains(ddpm_hf.__version__) and str(requirement.specifier) == "==0.5.0"
 
 
 def test_the_spaces_app_opens_the_model_repo(hub_server, model, run_example, tmp_path, monkeypatch):
