@@ -19,7 +19,7 @@ from .fastpath import EpsModel
 from .likelihood import BitsPerDim
 from .pixels import PIXEL_SCALE
 from .pixels import to_pil as to_pil  # re-exported: the analyses' images as PIL
-from .progress import Progress
+from .reporting import Progress
 from .sampling import ReverseStep, StepCallback, p_sample_loop, p_sample_loop_progressive
 from .scheduler import DDPMPaperScheduler
 

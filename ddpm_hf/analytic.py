@@ -23,7 +23,7 @@ from .diffusion import analytic_variance
 from .errors import InputError
 from .fastpath import EpsModel
 from .likelihood import mean_flat, noised_pairs
-from .progress import Progress
+from .reporting import Progress
 from .scheduler import DDPMPaperScheduler
 from .schedulers import check_num_inference_steps
 

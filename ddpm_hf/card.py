@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Any
 from huggingface_hub import EvalResult, ModelCard, ModelCardData
 
 from .identity import describe_sampler
+from .metrics_format import TABLE, MetricKey
 
 if TYPE_CHECKING:
     from .evaluation import EvaluationReport
@@ -22,44 +23,30 @@ MODEL_CARD_TEMPLATE = Path(__file__).with_name("model_card.md")  # a link to the
 CARD_TAGS = ["pytorch", "diffusers", "ddpm", "ddpm_hf", "unconditional-image-generation"]
 TASK = "unconditional-image-generation"
 NO_TRAINING_DETAILS = "Training configuration not recorded."
-# evaluate.py's metric keys -> (model-index metric type, display name, which data it is measured against)
-METRICS = {
-    "fid": ("fid", "FID", "reference"),
-    "inception_score": ("inception_score", "Inception Score", None),
-    "precision": ("precision", "Precision (k = 3)", "reference"),
-    "recall": ("recall", "Recall (k = 3)", "reference"),
-    "fd_dinov2": ("fd_dinov2", "FD_DINOv2", "reference"),
-    "kid": ("kid", "KID", "reference"),
-    "cmmd": ("cmmd", "CMMD", "reference"),
-    "nll_bits_per_dim": ("nll", "NLL (bits/dim)", "nll_data"),
-}
 FEATURES = {"inception": "Inception-v3 (TF 2015-12-05)", "dinov2": "DINOv2", "clip": "CLIP"}
 
 
-def _sampler(metrics: dict[str, Any], key: str) -> str:
+def _sampler(metrics: dict[str, Any], metric: MetricKey) -> str:
     """The sampler, its variance and step count that made a metric, in words (older reports: the run's, or none)."""
-    record = (metrics.get("measurements") or {}).get(key) or {}
+    record = (metrics.get("measurements") or {}).get(metric.key) or {}
     sampler = record.get("sampler") or metrics.get("sampler")
-    steps = record.get("num_inference_steps") or (
-        None if key == "nll_bits_per_dim" else metrics.get("num_inference_steps")
-    )
+    steps = record.get("num_inference_steps") or (metrics.get("num_inference_steps") if metric.sampled else None)
     return describe_sampler(sampler, steps)
 
 
-def _measurement(metrics: dict[str, Any], key: str) -> tuple[dict[str, Any], int | None, str]:
+def _measurement(metrics: dict[str, Any], metric: MetricKey) -> tuple[dict[str, Any], int | None, str]:
     """The data a metric was measured against, on how many images, and with which features.
 
     evaluate.py records these per metric under "measurements"; JSONs written before it did (FID, IS and NLL only)
     hold one sample count and one reference for all.
     """
-    record = (metrics.get("measurements") or {}).get(key)
-    data_key = METRICS[key][2]
+    record = (metrics.get("measurements") or {}).get(metric.key)
     if record is None:  # an older metrics.json
-        data = (metrics.get(data_key) or {}) if data_key else {}
-        count = data.get("num_images") if key == "nll_bits_per_dim" else metrics.get("num_samples")
-        return data, count, "" if key == "nll_bits_per_dim" else "inception"
+        data = (metrics.get(metric.data) or {}) if metric.data else {}
+        count = (metrics if metric.sampled else data).get(metric.count)
+        return data, count, metric.features or ""
     data = record.get("reference") or record.get("data") or {}
-    return data, record.get("num_samples", record.get("num_images")), record.get("features", "")
+    return data, record.get(metric.count), record.get("features", "")
 
 
 def _features_name(metrics: dict[str, Any], features: str) -> str:
@@ -83,29 +70,29 @@ def _metric_rows(metrics: dict[str, Any], dataset: str | None) -> list[dict[str,
     """One row per measured metric: name, value, the data and image count it was measured on, its features, and
     its model-index entry."""
     rows = []
-    for key, (metric_type, name, data_key) in METRICS.items():
-        value = metrics.get("metrics", {}).get(key)
+    for metric in TABLE:
+        value = metrics.get("metrics", {}).get(metric.key)
         if value is None:
             continue
-        data, count, features = _measurement(metrics, key)
+        data, count, features = _measurement(metrics, metric)
         data_name = dataset_id(data.get("dataset")) or dataset
         split = data.get("split")
-        std = metrics["metrics"].get(f"{key}_std")
+        spread = metrics["metrics"].get(metric.spread) if metric.spread else None
         rows.append(
             {
-                "name": name,
-                "value": f"{value:.2f}" + (f" ± {std:.2f}" if std is not None else ""),
-                "data": " ".join(filter(None, [data_name, split and f"({split})"])) if data_key else "—",
+                "name": metric.label,
+                "value": f"{value:.2f}" + (f" ± {spread:.2f}" if spread is not None else ""),
+                "data": " ".join(filter(None, [data_name, split and f"({split})"])) if metric.data else "—",
                 "images": f"{count:,}" if count else "—",
                 "features": _features_name(metrics, features),
-                "sampler": _sampler(metrics, key),
+                "sampler": _sampler(metrics, metric),
                 "result": EvalResult(
                     task_type=TASK,
                     dataset_type=data_name,
                     dataset_name=data_name,
                     dataset_split=split,
-                    metric_type=metric_type,
-                    metric_name=name,
+                    metric_type=metric.index_type,
+                    metric_name=metric.label,
                     metric_value=round(float(value), 6),
                 )
                 if data_name

@@ -28,6 +28,7 @@ import torch
 from safetensors.torch import save as safetensors_bytes
 
 from .errors import DDPMError
+from .metrics_format import SPREAD_KEYS
 
 
 class IdentityMismatchError(DDPMError, ValueError):
@@ -209,7 +210,7 @@ def check_metrics(
         return
     measurements = record.get("measurements") or {}
     for key, value in (record.get("metrics") or {}).items():
-        if value is None or key.endswith(("_std", "_stderr")):
+        if value is None or key in SPREAD_KEYS:  # a spread is its metric's, checked with it
             continue
         made = (measurements.get(key) or {}).get("sampler") or record.get("sampler")
         if made and made.get("config_sha256") != sampler.get("config_sha256"):

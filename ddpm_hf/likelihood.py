@@ -20,7 +20,7 @@ from .checks import check_int
 from .diffusion import DiffusionTables, p_mean_variance, q_posterior_mean_variance, q_sample
 from .errors import InputError
 from .fastpath import EpsModel
-from .progress import Progress, track
+from .reporting import Progress, track
 from .scheduler import Chain, DDPMPaperScheduler
 from .schedulers import check_num_inference_steps
 

@@ -20,6 +20,7 @@ from .fastpath import Precision, eps_model
 from .hub import PipelineHubMixin
 from .identity import IdentityMismatchError, weights_sha256
 from .pixels import model_to_unit
+from .reporting import progress_bar
 from .sampling import ReverseStep, StepCallback, p_sample_loop
 from .scheduler import DDPMPaperScheduler
 from .schedulers import check_num_inference_steps, check_scheduler
@@ -115,6 +116,17 @@ class DDPMPaperPipeline(PipelineHubMixin, DiffusionPipeline):
     def interrupt(self) -> bool:
         """Set `pipe._interrupt = True` from a step callback to end the loop after that step (diffusers' convention)."""
         return self._interrupt
+
+    def progress_bar(self, iterable: Iterable | None = None, total: int | None = None) -> Iterable:
+        """diffusers' bar over the steps, made by `ddpm_hf.reporting.progress_bar` so that it follows the library's
+        switch (`ddpm_hf.reporting.disable_progress_bar()`) and shows on the main process only; as diffusers' own,
+        `set_progress_bar_config(**tqdm_kwargs)` configures it (`disable=True` hides it)."""
+        config = getattr(self, "_progress_bar_config", {})
+        if not isinstance(config, dict):
+            raise InputError(f"`self._progress_bar_config` should be of type `dict`, but is {type(config)}.")
+        if iterable is None and total is None:
+            raise InputError("Either `total` or `iterable` has to be defined.")
+        return progress_bar(iterable, total=total, **config)
 
     def _paper_scheduler(self, analysis_name: str) -> DDPMPaperScheduler:
         """The scheduler, which the paper's analyses need to be a `DDPMPaperScheduler`: they read its posterior."""

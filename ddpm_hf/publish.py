@@ -41,8 +41,10 @@ def publish(staged: str | os.PathLike, final: str | os.PathLike, *, replace: boo
 
 
 def write_file(path: str | os.PathLike, data: bytes) -> None:
-    """Write `data` to `path` whole: under a temporary name in the same folder, then `publish`ed over it."""
+    """Write `data` to `path` whole: under a temporary name in the same folder (made if missing), then
+    `publish`ed over it."""
     path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
     tmp.write_bytes(data)
     publish(tmp, path)

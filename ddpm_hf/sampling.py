@@ -22,7 +22,7 @@ from diffusers.utils.torch_utils import randn_tensor
 from .diffusion import compute_dtype
 from .errors import InputError
 from .fastpath import EpsModel
-from .progress import Progress, track
+from .reporting import Progress, track
 
 
 @dataclass

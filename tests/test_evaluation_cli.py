@@ -74,7 +74,9 @@ def test_fid_stats_then_evaluate_writes_metrics_and_grid(tmp_path, run_example, 
     weights = save_tiny(TinyWithHead(), tmp_path)
     stats_path = tmp_path / "digits.npz"
     argv = ["--dataset_name", "sklearn-digits", "--num_images", 24, "--batch_size", 12, "--num_workers", 0]
-    run_example("fid_stats", [*argv, "--weights", weights, "--output", stats_path])
+    run_example(
+        "fid_stats", [*argv, "--weights", weights, "--output", stats_path, "--output_dir", tmp_path / "fid_stats"]
+    )
     stats = FIDStatistics.load(stats_path)
     assert (stats.num_images, stats.dataset, stats.split) == (24, "sklearn-digits", "train")
 
@@ -201,7 +203,16 @@ def test_evaluate_from_python_is_the_scripts_evaluation(tmp_path, run_example):
 
     weights = save_tiny(TinyWithHead(), tmp_path)
     argv = ["--dataset_name", "sklearn-digits", "--num_images", 24, "--batch_size", 12, "--num_workers", 0]
-    run_example("fid_stats", [*argv, "--weights", weights, "--output", tmp_path / "ref.npz", "--save_features"])
+    argv += [
+        "--weights",
+        weights,
+        "--output",
+        tmp_path / "ref.npz",
+        "--save_features",
+        "--output_dir",
+        tmp_path / "fid_stats",
+    ]
+    run_example("fid_stats", argv)
     pipe = tiny_pipeline()
     pipe.save_pretrained(tmp_path / "model")
     common = {"num_samples": 6, "batch_size": 3, "num_inference_steps": 2, "grid_size": 4, "kid_subsets": 5}
@@ -250,7 +261,15 @@ def test_reference_statistics_round_trip_through_a_hub_dataset_repo(hub_server, 
 
     weights = save_tiny(TinyWithHead(), tmp_path)
     argv = ["--dataset_name", "sklearn-digits", "--num_images", 24, "--batch_size", 12, "--num_workers", 0]
-    argv += ["--weights", weights, "--output", tmp_path / "ref.npz", "--save_features"]
+    argv += [
+        "--weights",
+        weights,
+        "--output",
+        tmp_path / "ref.npz",
+        "--save_features",
+        "--output_dir",
+        tmp_path / "job",
+    ]
     run_example("fid_stats", [*argv, "--push_to_hub", "user/digits-reference"])
     assert "pushed to hf://datasets/user/digits-reference/ref.npz" in capsys.readouterr().out
     files = hub_server.server.files("user/digits-reference", repo_type="dataset")

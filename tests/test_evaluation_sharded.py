@@ -122,9 +122,9 @@ def runs(setup):
     """The reference statistics and the evaluation on 1 process (this one) and on 2 (one launch), side by side."""
     root, argv = setup["root"], setup["argv"]
     with one_thread_here():
-        run_main("fid_stats", [*setup["stats_argv"], "--output", root / "ref.npz"])
+        run_main("fid_stats", [*setup["stats_argv"], "--output", root / "ref.npz", "--output_dir", root / "ref-one"])
         commands = [
-            ("fid_stats", [*setup["stats_argv"], "--output", root / "ref2.npz"]),
+            ("fid_stats", [*setup["stats_argv"], "--output", root / "ref2.npz", "--output_dir", root / "ref-two"]),
             ("evaluate", [*argv, "--output_dir", root / "two"]),
             ("analytic_variance", [*setup["analytic_argv"], "--output_dir", root / "analytic-two"]),
         ]
@@ -268,7 +268,7 @@ def test_evaluate_nll_shards_resume_and_refuse(tmp_path, one_thread, run_example
     pipe = DDPMPaperPipeline(unet=tiny_unet(), scheduler=DDPMPaperScheduler(num_train_timesteps=20))
     pipe.save_pretrained(tmp_path / "model")
     argv = ["--model", tmp_path / "model", "--dataset_name", "sklearn-digits", "--num_images", 5, "--batch_size", 8]
-    argv += ["--shard_size", 2, "--output", tmp_path / "nll.json", "--device", "cpu", "--seed", 3, "--convert_images"]
+    argv += ["--shard_size", 2, "--output_dir", tmp_path / "out", "--device", "cpu", "--seed", 3, "--convert_images"]
     report = run_example("evaluate_nll", argv)
     assert (report["num_images"], report["images_made"], report["num_timesteps"]) == (5, 5, 20)
 
@@ -281,7 +281,7 @@ def test_evaluate_nll_shards_resume_and_refuse(tmp_path, one_thread, run_example
     ]
     assert report["bpd"] == pytest.approx(np.mean(totals), rel=1e-12)
     assert report["bpd_stderr"] == pytest.approx(np.std(totals, ddof=1) / np.sqrt(5), rel=1e-9)
-    assert sorted(p.name for p in (tmp_path / "nll_shards").iterdir() if p.is_dir() and p.name[0] != ".") == [
+    assert sorted(p.name for p in (tmp_path / "out" / "nll").iterdir() if p.is_dir() and p.name[0] != ".") == [
         "00000000-00000002",
         "00000002-00000004",
         "00000004-00000005",

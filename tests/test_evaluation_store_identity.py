@@ -159,7 +159,7 @@ def test_the_bounds_report_reaches_the_card(tmp_path, unet, hub_server):
 
     pipe = pipeline(unet, DDPMPaperScheduler(num_train_timesteps=T))
     report = evaluate_bound(
-        pipe, num_images=2, output=tmp_path / "nll.json", dataset="sklearn-digits", convert_images=True, device="cpu"
+        pipe, num_images=2, output_dir=tmp_path, dataset="sklearn-digits", convert_images=True, device="cpu"
     )
     assert report["bpd"] == report.metrics["nll_bits_per_dim"]  # the old keys stay beside the shared ones
     pipe.push_to_hub("user/bound", metrics=report)

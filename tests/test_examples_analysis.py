@@ -54,7 +54,7 @@ def digits(indices: list[int]) -> np.ndarray:
 def test_evaluate_nll(model_dir, tmp_path, run_example, capsys):
     out = tmp_path / "nll.json"
     argv = ["--model", model_dir, *data_args(), "--num_images", "6", "--batch_size", "40", "--output", str(out)]
-    report = run_example("evaluate_nll", argv)
+    report = run_example("evaluate_nll", [*argv, "--output_dir", tmp_path / "job"])
     assert json.loads(out.read_text()) == report
     assert report["num_images"] == 6 and len(report["terms_bpd"]) == T and report["bpd_stderr"] > 0
     parts = report["prior_bpd"] + report["decoder_bpd"] + report["kl_bpd"]
@@ -119,17 +119,18 @@ def test_images_unlike_the_networks_are_refused_unless_converted(model_dir, tmp_
     write_image_folder(tmp_path / "colour", count=3, size=32, mode="RGB")
     argv = ["--model", model_dir, "--train_data_dir", tmp_path / "colour", "--split", "train"]
     argv += {
-        "evaluate_nll": ["--num_images", "2", "--batch_size", "40", "--output", tmp_path / "nll.json"],
+        "evaluate_nll": ["--num_images", "2", "--batch_size", "40", "--output_dir", tmp_path / "job"],
         "interpolate": ["--index_b", "1", "--t", "5", "--num", "2", "--output", tmp_path / "row.png"],
-        "rate_distortion": ["--num_images", "2", "--batch_size", "40", "--output_csv", tmp_path / "rd.csv"],
+        "rate_distortion": ["--num_images", "2", "--batch_size", "40", "--output_dir", tmp_path / "job"],
     }[script]
     with pytest.raises(SystemExit, match="images are 32×32 colour, the network takes 8×8 grayscale"):
         run_example(script, argv)
-    assert not any(tmp_path.glob("nll.json")) and not any(tmp_path.glob("row.png")) and not any(tmp_path.glob("*.csv"))
+    written = [*tmp_path.glob("job/*"), *tmp_path.glob("row.png")]
+    assert not written
     capsys.readouterr()
     run_example(script, [*argv, "--convert_images"])
     assert "note: converting the dataset's 32×32 colour images to 8×8 grayscale (--convert_images)" in (
-        capsys.readouterr().out
+        capsys.readouterr().err
     )
 
 
@@ -137,7 +138,7 @@ OUTPUTS = {  # script: (arguments beyond --model, what it writes under outputs/S
     "sample": (["--num_images", "2", "--num_inference_steps", "2"], {"samples.png"}),
     "progressive": (["--num_images", "1", "--every", "10"], {"progressive.png"}),
     "interpolate": ([*data_args(), "--t", "2", "--num", "2"], {"interpolation.png"}),
-    "evaluate_nll": ([*data_args(), "--num_images", "1", "--batch_size", "40"], {"nll.json", "nll_shards"}),
+    "evaluate_nll": ([*data_args(), "--num_images", "1", "--batch_size", "40"], {"nll.json", "nll"}),
     "rate_distortion": ([*data_args(), "--num_images", "1", "--batch_size", "40"],
                         {"rate_distortion.csv", "rate_distortion.png"}),
 }  # fmt: skip
@@ -145,7 +146,7 @@ OUTPUTS = {  # script: (arguments beyond --model, what it writes under outputs/S
 
 @pytest.mark.parametrize("script", sorted(OUTPUTS))
 def test_outputs_go_to_output_dir_not_the_working_directory(script, model_dir, tmp_path, run_example, monkeypatch):
-    """Scripts used to write samples.png, nll.json and nll_shards/ into the working directory (the repo root)."""
+    """Scripts used to write samples.png, nll.json and their shards into the working directory (the repo root)."""
     argv, files = OUTPUTS[script]
     monkeypatch.chdir(tmp_path)
     run_example(script, ["--model", model_dir, *argv])

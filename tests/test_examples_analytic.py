@@ -82,7 +82,7 @@ def test_one_command_writes_a_pipeline_that_samples_and_bounds_with_it(model, tm
 def test_resumes_and_refuses_another_run(model, tmp_path, run_example):
     out = tmp_path / "analytic"
     first = run_example("analytic_variance", argv(model, out, "--grid_size", 0))
-    shards = out / "gamma_shards"
+    shards = out / "gamma"
     kept = {p.name: p.stat().st_mtime_ns for p in shards.iterdir() if p.name[0].isdigit()}
     assert sorted(kept) == ["00000000-00000004", "00000004-00000006"]
     more = run_example("analytic_variance", argv(model, out, "--grid_size", 0, "--num_images", 8))
@@ -123,14 +123,14 @@ def test_the_bound_of_the_analytic_folder_and_its_store(model, tmp_path, run_exa
         64,
         "--device",
         "cpu",
-        "--output",
-        tmp_path / "n.json",
+        "--output_dir",
+        tmp_path / "n",
     ]
     fixed = run_example("evaluate_nll", ["--model", model, *nll, "--num_inference_steps", 10])
     assert (fixed["variance_type"], fixed["num_inference_steps"], fixed["num_timesteps"]) == ("fixed_large", 10, 10)
     with pytest.raises(SystemExit, match="scheduler"):
         run_example("evaluate_nll", ["--model", out, *nll, "--num_inference_steps", 10])
-    nll[-1] = tmp_path / "a.json"
+    nll[-1] = tmp_path / "a"
     analytic = run_example("evaluate_nll", ["--model", out, *nll, "--num_inference_steps", 10])
     assert analytic["variance_type"] == "analytic" and analytic["bpd"] != fixed["bpd"]
     pipe = DDPMPaperPipeline.from_pretrained(out)

@@ -26,6 +26,7 @@ def two_versions(hub_server, tmp_path):
         output.parent.mkdir()
         reference_statistics(
             "sklearn-digits",
+            output_dir=output.parent,
             output=output,
             weights=str(weights),
             num_images=count,

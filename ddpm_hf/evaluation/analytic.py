@@ -3,8 +3,8 @@ an `accelerate launch`, resumable; it writes a pipeline folder whose scheduler u
 (what `examples/analytic_variance.py` runs).
 
 Image i's x_t draws its noise from a generator seeded `seed + i`, so each image's values, and Γ with its standard
-error, are the same for any number of processes. Per-image values are kept shard by shard in
-OUTPUT_DIR/gamma_shards/: the same call after a crash measures only the missing images, and another model, seed, data,
+error, are the same for any number of processes. Per-image values are kept shard by shard in OUTPUT_DIR/gamma/ (a
+`run_sharded` job): the same call after a crash measures only the missing images, and another model, seed, data,
 timesteps or batch size is refused.
 """
 
@@ -13,26 +13,32 @@ from __future__ import annotations
 import json
 import os
 import shutil
-from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
 
 from ..analytic import GammaEstimate, describe, eps_mean_squares, gamma_timesteps, with_analytic_variance
 from ..card import rerender_card
+from ..checks import check_choice, check_int
+from ..errors import InputError
 from ..fastpath import eps_model
 from ..identity import sampler_identity
 from ..pipeline import DDPMPaperPipeline, check_finite
 from ..pixels import scale_to_model
 from ..publish import publish, write_file
 from ..scheduler import DDPMPaperScheduler
+from ..settings import setting
+from .defaults import PRECISIONS
 from .distributed import JobProgress, Processes
 from .report import EvaluationError
-from .runner import bound_images, load_model, plan_work, resolve_model
+from .runner import bound_images, load_model, resolve_model
+from .sharded import Plan, run_sharded
 from .store import ShardStore
 
-SHARD_DIR = "gamma_shards"
+SHARD_DIR = "gamma"
 ESTIMATE_FILE = "gamma.json"
 
 
@@ -63,31 +69,66 @@ def _measure_shards(
             store.write(shard, {"mean_square": np.concatenate(squares), "eps_mse": np.concatenate(errors)})
 
 
+@dataclass(frozen=True)
+class GammaSettings:
+    """How `estimate_analytic_variance` estimates Γ_t; checked when made. Each field is a keyword of
+    `estimate_analytic_variance` and a flag of `examples/analytic_variance.py`, with the default and help stated
+    here."""
+
+    num_images: int = setting(1000, "training images Γ is averaged over (at least 2: a standard error needs two)")
+    num_inference_steps: tuple[int, ...] | None = setting(
+        None,
+        "estimate Γ only at the timesteps of these step counts' chains; none means every timestep, which serves "
+        "every step count",
+    )
+    seed: int = setting(0, "image i's x_t draws its noise from a generator seeded seed + i")
+    batch_size: int = setting(256, "(image, timestep) pairs per forward pass; the noise is drawn in these chunks")
+    precision: str = setting("fp32", "the network's numerics", choices=PRECISIONS)
+    shard_size: int | None = setting(None, "images per shard, fixed by the run that makes the store; none means 64")
+
+    def __post_init__(self) -> None:
+        if self.num_inference_steps is not None:
+            object.__setattr__(self, "num_inference_steps", tuple(self.num_inference_steps))
+        try:
+            check_int("num_images", self.num_images)
+            if self.num_images < 2:
+                raise InputError(f"num_images must be from 2 (a standard error needs two), got {self.num_images}")
+            check_int("batch_size", self.batch_size)
+            check_int("seed", self.seed, low=0)
+            check_choice("precision", self.precision, PRECISIONS)
+            for steps in self.num_inference_steps or ():
+                check_int("num_inference_steps", steps)
+            if self.shard_size is not None:
+                check_int("shard_size", self.shard_size)
+        except InputError as e:
+            raise EvaluationError(str(e)) from None
+
+
 def estimate_analytic_variance(
     model: DDPMPaperPipeline | str | os.PathLike,
     *,
     output_dir: str | os.PathLike,
-    num_images: int = 1000,
     dataset: str | None = None,
     data_dir: str | None = None,
     split: str = "train",
     image_column: str | None = None,
     convert_images: bool = False,
-    num_inference_steps: Sequence[int] | None = None,
-    seed: int = 0,
-    batch_size: int = 256,
-    precision: str = "fp32",
-    shard_size: int | None = None,
     revision: str | None = None,
     device: str | torch.device | None = None,
+    settings: GammaSettings | None = None,
+    **kwargs: Any,
 ) -> GammaEstimate | None:
     """Estimate Γ_t of `model` on the first `num_images` images of a dataset (its training data, as Bao et al.) and
     save into `output_dir` the same pipeline with `DDPMPaperScheduler(variance_type="analytic")`, its model card
     and `gamma.json` (Γ, its standard error and the network's ε error per timestep).
 
     Γ is measured at every timestep (default), which serves every step count, or at those of the chains of
-    `num_inference_steps`. Returns the estimate on the main process, None on the others.
+    `num_inference_steps`. The keywords after `device` are `GammaSettings`' (`num_images`, `num_inference_steps`,
+    `seed`, `batch_size`, `precision`, `shard_size`), or pass `settings` whole. Returns the estimate on the main
+    process, None on the others.
     """
+    config = settings if settings is not None else GammaSettings(**kwargs)
+    num_images, seed, batch_size, precision = config.num_images, config.seed, config.batch_size, config.precision
     procs = Processes(device)
     output_dir = Path(output_dir)
     check_output_dir(model, revision, output_dir)
@@ -101,7 +142,7 @@ def estimate_analytic_variance(
             f"images of the {split} split"
         )
     try:
-        timesteps = gamma_timesteps(pipe.scheduler, num_inference_steps)
+        timesteps = gamma_timesteps(pipe.scheduler, config.num_inference_steps)
     except ValueError as e:
         raise EvaluationError(str(e)) from None
     identity = {
@@ -115,16 +156,15 @@ def estimate_analytic_variance(
         "batch_size": batch_size,  # the noise is drawn in chunks of this many (image, t) pairs
         "precision": precision,
     }
-    store = ShardStore(output_dir / SHARD_DIR, identity, shard_size, default_shard_size=64)
-    progress_dir = store.root / ".progress"
-    missing = plan_work(procs, [store], progress_dir, lambda: store.missing(num_images))
-    progress = JobProgress(progress_dir, procs, sum(len(shard) for shard in missing), desc="Γ_t")
-    _measure_shards(
-        pipe, store, procs.mine(missing), images, torch.tensor(timesteps), seed, batch_size, precision, progress
-    )
-    progress.finish()
-    procs.barrier()
-    if not procs.is_main:
+    store = ShardStore(output_dir / SHARD_DIR, identity, config.shard_size, default_shard_size=64)
+
+    def work(mine: Plan, progress: JobProgress) -> None:
+        _measure_shards(
+            pipe, store, mine["gamma"], images, torch.tensor(timesteps), seed, batch_size, precision, progress
+        )
+
+    plan = run_sharded(procs, [store], lambda: {"gamma": store.missing(num_images)}, work, output_dir, desc="Γ_t")
+    if plan is None:  # not the main process
         return None
 
     source = {
@@ -148,7 +188,7 @@ def estimate_analytic_variance(
 
 def check_output_dir(model: DDPMPaperPipeline | str | os.PathLike, revision: str | None, output_dir: Path) -> None:
     """The estimate writes a new pipeline folder: never into the source pipeline's own folder (it would convert the
-    source in place), nor over a pipeline that an earlier estimate did not write (one without its gamma_shards)."""
+    source in place), nor over a pipeline that an earlier estimate did not write (one without its gamma/ shards)."""
     if not isinstance(model, DDPMPaperPipeline) and os.path.isdir(model):
         if output_dir.resolve() == Path(model).resolve():
             raise EvaluationError(

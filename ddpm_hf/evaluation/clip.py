@@ -15,9 +15,9 @@ import numpy as np
 import torch
 
 from ..errors import InputError
+from .defaults import DEFAULT_CLIP
 from .dinov2 import EncoderWeightsError, HubImageEncoder
 
-DEFAULT_CLIP = "openai/clip-vit-large-patch14-336"
 CLIP_MEAN = (0.48145466, 0.4578275, 0.40821073)
 CLIP_STD = (0.26862954, 0.26130258, 0.27577711)
 SIGMA = 10.0  # the Gaussian kernel's bandwidth, as in the paper

@@ -20,9 +20,9 @@ from PIL import Image
 from ..errors import DDPMError, InputError, MissingDependencyError
 from ..hub import is_local_path
 from ..identity import files_sha256
+from .defaults import DEFAULT_DINOV2
 from .inception import full_float32
 
-DEFAULT_DINOV2 = "facebook/dinov2-large"  # ViT-L/14, the FD_DINOv2 of Stein et al.
 INPUT_SIZE = 224
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)

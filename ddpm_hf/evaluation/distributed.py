@@ -11,15 +11,15 @@ import json
 import os
 import time
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import TypeVar
 
 import torch
 from accelerate import PartialState
 from accelerate.utils import broadcast_object_list, parse_flag_from_env
-from tqdm.auto import tqdm
 
 from ..errors import SetupError
 from ..publish import write_file
+from ..reporting import progress_bar
 
 _T = TypeVar("_T")
 
@@ -88,7 +88,7 @@ class JobProgress:
     def __init__(self, folder: str | Path, processes: Processes, total: int, desc: str = "evaluation") -> None:
         self.folder, self.processes, self.total = Path(folder), processes, total
         self.done = 0
-        self.bar = tqdm(total=total, desc=desc, unit="img", dynamic_ncols=True) if processes.is_main else None
+        self.bar = progress_bar(total=total, desc=desc, unit="img", dynamic_ncols=True) if processes.is_main else None
 
     def _path(self, rank: int) -> Path:
         return self.folder / f"rank-{rank}.json"
@@ -129,8 +129,3 @@ class JobProgress:
         folder.mkdir(parents=True, exist_ok=True)
         for path in folder.glob("rank-*.json"):
             path.unlink()
-
-
-def describe(processes: Processes) -> dict[str, Any]:
-    """What metrics.json records of the processes."""
-    return {"num_processes": processes.count, "device": str(processes.device)}

@@ -9,10 +9,10 @@ import datasets
 import numpy as np
 import torch
 from PIL import Image
-from tqdm.auto import tqdm
 
 from ..data import ImageDataset
 from ..errors import InputError, MissingFileError
+from ..reporting import progress_bar
 from .frechet import FIDStatistics
 from .inception import InceptionV3
 from .store import MANIFEST, SHARD_NAME
@@ -78,7 +78,7 @@ def compute_features(
     `total` is the number of images, for the progress bar.
     """
     features, probs = [], []
-    with tqdm(total=total, desc=desc, unit="img") as bar:
+    with progress_bar(total=total, desc=desc, unit="img") as bar:
         for batch in batches:
             f, p = model.extract(batch, probabilities=probabilities)
             features.append(f.numpy())

@@ -14,13 +14,14 @@ from pathlib import Path
 
 import torch
 
+from ..reporting import write_result
 from .features import is_statistics_file, statistics_of
 from .frechet import FIDStatistics, frechet_distance
 from .inception import InceptionV3
 
 
 def main(argv: list[str] | None = None) -> float:
-    """Parse the command line, print the FID and return it."""
+    """Parse the command line, write the FID to standard output and return it."""
     parser = argparse.ArgumentParser(
         prog="python -m ddpm_hf.evaluation.fid", description=__doc__, formatter_class=argparse.RawTextHelpFormatter
     )
@@ -53,7 +54,7 @@ def main(argv: list[str] | None = None) -> float:
     except (ValueError, FileNotFoundError, NotADirectoryError) as e:
         parser.error(str(e))
     fid = frechet_distance(*stats)
-    print(f"FID: {fid:.6f}")
+    write_result(f"FID: {fid:.6f}")
     return fid
 
 

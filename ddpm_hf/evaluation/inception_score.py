@@ -7,9 +7,10 @@ from collections.abc import Iterable
 import numpy as np
 
 from ..errors import InputError
+from .defaults import IS_SPLITS
 
 
-def inception_score(probabilities: np.ndarray, splits: int = 10) -> tuple[float, float]:
+def inception_score(probabilities: np.ndarray, splits: int = IS_SPLITS) -> tuple[float, float]:
     """Mean and standard deviation of the score over `splits` consecutive, equal parts of an [N, K] probability array.
 
     Parts are cut at i·N // splits as in improved-gan's `inception_score.py`; with `splits=1` this is the paper's
@@ -28,7 +29,9 @@ def inception_score(probabilities: np.ndarray, splits: int = 10) -> tuple[float,
     return float(np.mean(scores)), float(np.std(scores))
 
 
-def inception_score_of_blocks(blocks: Iterable[np.ndarray], num_images: int, splits: int = 10) -> tuple[float, float]:
+def inception_score_of_blocks(
+    blocks: Iterable[np.ndarray], num_images: int, splits: int = IS_SPLITS
+) -> tuple[float, float]:
     """`inception_score` of the first `num_images` rows of [n, K] probability blocks, in one pass and flat memory.
 
     Per split, E_x KL(p(y|x) ‖ p(y)) = E_x Σ_y p log p − Σ_y p̄ log p̄ with p̄ = E_x p(y|x), so only Σ_x p and

@@ -8,9 +8,8 @@ from __future__ import annotations
 import numpy as np
 
 from ..errors import InputError
-
-SUBSETS = 100
-SUBSET_SIZE = 1000
+from .defaults import KID_SUBSET_SIZE as SUBSET_SIZE
+from .defaults import KID_SUBSETS as SUBSETS
 
 
 def polynomial_kernel(x: np.ndarray, y: np.ndarray) -> np.ndarray:

@@ -10,6 +10,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from ..metrics_format import CMMD, FD_DINOV2, FID, INCEPTION_SCORE, KID, NLL, PRECISION, RECALL
 from .clip import CLIP, cmmd
 from .dinov2 import DINOv2, EncoderWeightsError
 from .frechet import FIDStatistics, frechet_distance
@@ -124,52 +125,54 @@ class Measures:
 def compute_metrics(
     settings: EvaluationSettings, measures: Measures, samples: SampleStore, nll: ShardStore | None, num_nll: int
 ) -> dict:
-    """Every asked metric from the shards (main process), each with its image count and feature extractor."""
+    """Every asked metric from the shards (main process), each with its image count and feature extractor, under
+    the keys of `ddpm_hf.metrics_format` (what the model card reads)."""
     metrics, details, n, asked = {}, {}, settings.num_samples, set(settings.metrics)
     if "fid" in asked:
         stats = shard_statistics(samples, measures.spec(measures.inception), n)
-        metrics["fid"] = frechet_distance(stats, measures.reference)
+        metrics[FID.key] = frechet_distance(stats, measures.reference)
         reference = reference_record(settings.reference, measures.reference)
-        details["fid"] = {"num_samples": n, "features": "inception", "reference": reference}
+        details[FID.key] = {"num_samples": n, "features": FID.features, "reference": reference}
     if "is" in asked:
         blocks = samples.blocks(measures.spec(measures.inception).probabilities_name, n)
-        metrics["inception_score"], metrics["inception_score_std"] = inception_score_of_blocks(
+        metrics[INCEPTION_SCORE.key], metrics[INCEPTION_SCORE.spread] = inception_score_of_blocks(
             blocks, n, settings.is_splits
         )
-        details["inception_score"] = {"num_samples": n, "features": "inception", "splits": settings.is_splits}
+        record = {"num_samples": n, "features": INCEPTION_SCORE.features, "splits": settings.is_splits}
+        details[INCEPTION_SCORE.key] = record
     if "precision_recall" in asked:
         features = samples.array(measures.spec(measures.inception).features_name, n)
         pr = precision_recall(measures.reference_features, features, device=measures.inception.device)
-        metrics["precision"], metrics["recall"] = pr.precision, pr.recall
-        record = {"num_samples": n, "features": "inception", "k": pr.k}
+        metrics[PRECISION.key], metrics[RECALL.key] = pr.precision, pr.recall
+        record = {"num_samples": n, "features": PRECISION.features, "k": pr.k}
         record["reference"] = reference_record(settings.reference, measures.reference)
-        details["precision"] = details["recall"] = record
+        details[PRECISION.key] = details[RECALL.key] = record
     if "kid" in asked:
         features = samples.array(measures.spec(measures.inception).features_name, n)[0:n]
-        metrics["kid"], metrics["kid_std"] = kernel_inception_distance(
+        metrics[KID.key], metrics[KID.spread] = kernel_inception_distance(
             features, measures.reference_features, settings.kid_subsets, settings.kid_subset_size, settings.seed
         )
-        details["kid"] = {
+        details[KID.key] = {
             "num_samples": n,
-            "features": "inception",
+            "features": KID.features,
             "subsets": settings.kid_subsets,
             "subset_size": min(settings.kid_subset_size, n, len(measures.reference_features)),
             "reference": reference_record(settings.reference, measures.reference),
         }
     if "fd_dinov2" in asked:
         stats = shard_statistics(samples, measures.spec(measures.dinov2), n)
-        metrics["fd_dinov2"] = frechet_distance(stats, measures.reference_dinov2)
+        metrics[FD_DINOV2.key] = frechet_distance(stats, measures.reference_dinov2)
         reference = reference_record(settings.reference_dinov2, measures.reference_dinov2)
-        details["fd_dinov2"] = {"num_samples": n, "features": "dinov2", "reference": reference}
+        details[FD_DINOV2.key] = {"num_samples": n, "features": FD_DINOV2.features, "reference": reference}
     if "cmmd" in asked:
         embeddings = samples.array(measures.spec(measures.clip).features_name, n)[0:n]
-        metrics["cmmd"] = cmmd(embeddings, measures.reference_clip_features)
+        metrics[CMMD.key] = cmmd(embeddings, measures.reference_clip_features)
         reference = reference_record(settings.reference_clip, measures.reference_clip)
-        details["cmmd"] = {"num_samples": n, "features": "clip", "reference": reference}
+        details[CMMD.key] = {"num_samples": n, "features": CMMD.features, "reference": reference}
     if nll is not None:
         summary = bound_summary(nll, num_nll)
-        metrics["nll_bits_per_dim"], metrics["nll_bits_per_dim_stderr"] = summary["bpd"], summary["bpd_stderr"]
-        details["nll_bits_per_dim"] = {
+        metrics[NLL.key], metrics[NLL.spread] = summary["bpd"], summary["bpd_stderr"]
+        details[NLL.key] = {
             "num_images": summary["num_images"],
             "data": {"dataset": settings.nll_dataset, "split": settings.nll_split},
         }

@@ -23,9 +23,9 @@ import numpy as np
 import torch
 
 from ..errors import InputError
+from .defaults import NEIGHBOURHOOD
 from .inception import full_float32
 
-NEIGHBOURHOOD = 3  # k of the k-NN radii, as improved-diffusion's evaluator and the paper's default
 BLOCK_SIZE = 10000  # rows per distance block, as improved-diffusion's evaluator
 
 

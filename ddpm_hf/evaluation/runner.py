@@ -13,22 +13,27 @@ from __future__ import annotations
 import datetime
 import os
 import time
-from collections.abc import Callable, Sequence
-from dataclasses import asdict
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
 import torch
 
+from .. import __version__
+from ..checks import check_int
 from ..data import ImageDataset, ImageMismatchError, load_image_dataset, network_images
 from ..errors import InputError
 from ..fastpath import resolve_precision
 from ..grid import image_grid
 from ..identity import folder_weights_sha256, sampler_identity, weights_sha256
-from ..pipeline import DDPMPaperPipeline, NonFiniteSampleError
+from ..metrics_format import METRIC_KEYS, NLL
+from ..pipeline import DDPMPaperPipeline
 from ..pixels import uint8_to_pil
+from ..reporting import get_logger
 from ..scheduler import DDPMPaperScheduler
 from ..schedulers import check_num_inference_steps
+from ..settings import setting
 from .distributed import JobProgress, Processes
 from .jobs import (
     BoundSettings,
@@ -42,10 +47,15 @@ from .jobs import (
 )
 from .measures import Measures, compute_metrics, reference_record
 from .report import SAMPLE_METRICS, EvaluationError, EvaluationReport, EvaluationSettings
+from .sharded import Plan, count, run_sharded
 from .store import SampleStore, ShardStore
+
+logger = get_logger(__name__)
 
 REPORT_FILE = "metrics.json"
 GRID_FILE = "samples.png"
+BOUND_FILE = "nll.json"  # evaluate_bound's report
+SAMPLES_DIR, NLL_DIR = "samples", "nll"  # the stores of each part's shards, inside the output folder
 
 
 def resolve_model(model: str, revision: str | None = None) -> tuple[str, str | None]:
@@ -105,7 +115,7 @@ def evaluate(
     num_samples = config.samples_to_make
     unet = pipe.unet.config
     samples = SampleStore(
-        output_dir / "samples",
+        output_dir / SAMPLES_DIR,
         {
             "kind": "samples",
             "model_weights_sha256": model_sha,
@@ -126,37 +136,33 @@ def evaluate(
         identity = bound_identity(
             model_sha, pipe, config.seed, config.nll_dataset, config.nll_split, True, config.nll_batch_size
         )
-        nll = ShardStore(output_dir / "nll", identity, config.shard_size, default_shard_size=config.batch_size)
-    progress_dir = output_dir / ".progress"
+        nll = ShardStore(output_dir / NLL_DIR, identity, config.shard_size, default_shard_size=config.batch_size)
     specs_names = [name for spec in measures.specs for name in spec.names]
-    plan = plan_work(
+    timings = Timings()
+    sampling = SamplingSettings(config.seed, config.batch_size, config.num_inference_steps, config.precision)
+
+    def work(mine: Plan, progress: JobProgress) -> None:
+        add_missing_features(samples, mine["backfill"], measures.specs, config.batch_size, progress, timings)
+        make_sample_shards(pipe, samples, mine["sample"], sampling, measures.specs, progress, timings)
+        if nll is not None:
+            bound = BoundSettings(config.seed, config.nll_batch_size)
+            bound_shards(pipe, nll, mine["nll"], nll_images, bound, progress, timings)
+
+    work_start = time.perf_counter()
+    plan = run_sharded(
         procs,
         [s for s in (samples, nll) if s is not None],
-        progress_dir,
         lambda: {
             "backfill": shards_lacking(samples, num_samples, specs_names),
             "sample": samples.missing(num_samples),
             "nll": nll.missing(num_nll) if nll is not None else [],
         },
+        work,
+        output_dir,
+        desc="evaluation",
+        unwritten="No metric was written.",
     )
-
-    # --- the work, split by shard over the processes ---------------------------------------------------------
-    work_start = time.perf_counter()
-    progress = JobProgress(progress_dir, procs, sum(len(shard) for shards in plan.values() for shard in shards))
-    timings = Timings()
-    sampling = SamplingSettings(config.seed, config.batch_size, config.num_inference_steps, config.precision)
-    try:
-        backfill = procs.mine(plan["backfill"])
-        add_missing_features(samples, backfill, measures.specs, config.batch_size, progress, timings)
-        make_sample_shards(pipe, samples, procs.mine(plan["sample"]), sampling, measures.specs, progress, timings)
-        if nll is not None:
-            bound = BoundSettings(config.seed, config.nll_batch_size)
-            bound_shards(pipe, nll, procs.mine(plan["nll"]), nll_images, bound, progress, timings)
-    except NonFiniteSampleError as e:
-        raise EvaluationError(f"{e} No metric was written.") from None
-    progress.finish()
-    procs.barrier()
-    if not procs.is_main:
+    if plan is None:  # not the main process
         return None
 
     # --- the metrics, on the main process, from the shards ---------------------------------------------------
@@ -172,12 +178,10 @@ def evaluate(
 
     sampler = sampler_identity(pipe.scheduler)
     for key, measurement in measured["measurements"].items():  # each metric's sampler, as the card states it
-        steps = pipe.scheduler.config.num_train_timesteps if key.startswith("nll") else config.num_inference_steps
+        steps = config.num_inference_steps if METRIC_KEYS[key].sampled else pipe.scheduler.config.num_train_timesteps
         measurement.update(sampler=sampler, num_inference_steps=steps)
-    made = sum(len(shard) for shard in plan["sample"])
+    made = count(plan["sample"])
     nll_record = {"dataset": config.nll_dataset, "split": config.nll_split, "num_images": num_nll}
-    from .. import __version__
-
     report = EvaluationReport(
         {
             "model": name,
@@ -194,7 +198,7 @@ def evaluate(
             "device": str(procs.device),
             "samples_made": made,  # by this run; the rest were found finished in OUTPUT_DIR/samples
             "samples_reused": num_samples - made,
-            "nll_images_made": sum(len(shard) for shard in plan["nll"]),
+            "nll_images_made": count(plan["nll"]),
             "extractors": measures.extractors(),
             **({"nll_data": nll_record} if nll is not None else {}),
             **({"reference": reference_record(config.reference, measures.reference)} if measures.reference else {}),
@@ -229,22 +233,6 @@ def check_pipeline(pipe: DDPMPaperPipeline, config: EvaluationSettings) -> None:
         )
 
 
-def plan_work(procs: Processes, stores: list[ShardStore], progress_dir: Path, plan: Callable[[], Any]) -> Any:
-    """Every process checks the stores (refusing another run's results) before the main process creates them,
-    resets the job's progress and makes the `plan` of what is missing, which every process then gets."""
-    for store in stores:
-        store.check()
-    procs.barrier()  # every process has read the manifests before the main process writes one
-    made = None
-    if procs.is_main:
-        for store in stores:
-            store.create()
-        JobProgress.reset(progress_dir)
-        made = plan()
-    procs.barrier()
-    return procs.share(made)
-
-
 def bound_images(
     procs: Processes,
     pipe: DDPMPaperPipeline,
@@ -261,8 +249,8 @@ def bound_images(
         images, note = network_images(ds, column, pipe.unet.config, convert_images)
     except ImageMismatchError as e:
         raise EvaluationError(str(e)) from None
-    if note and procs.is_main:
-        print(note, flush=True)
+    if note:
+        logger.info(note)
     return images
 
 
@@ -291,42 +279,60 @@ def bound_identity(
     }
 
 
-def bound_shard_dir(output: str | os.PathLike) -> Path:
-    """Where `evaluate_bound` keeps per-image results by default: OUTPUT without .json, plus `_shards`."""
-    path = Path(output)
-    return path.with_name((path.name[:-5] if path.name.endswith(".json") else path.name) + "_shards")
+@dataclass(frozen=True)
+class BoundEvaluationSettings:
+    """How `evaluate_bound` bounds a dataset's images; checked when made. Each field is a keyword of
+    `evaluate_bound` and a flag of `examples/evaluate_nll.py`, with the default and help stated here."""
+
+    num_images: int = setting(1000, "the first N images of the split")
+    seed: int = setting(0, "image i's noise comes from a generator seeded seed + i")
+    batch_size: int = setting(256, "(image, timestep) pairs per forward pass; the noise is drawn in these chunks")
+    clip_denoised: bool = setting(True, "clip x̂_0 to [-1, 1] in the decoder term, as the reference does")
+    num_inference_steps: int | None = setting(
+        None, "the bound of the respaced chain that sampling with this many steps runs; none means all T steps"
+    )
+    shard_size: int | None = setting(None, "images per shard, fixed by the run that makes the store; none means 64")
+
+    def __post_init__(self) -> None:
+        try:
+            for name in ("num_images", "batch_size", "num_inference_steps", "shard_size"):
+                if getattr(self, name) is not None or name in ("num_images", "batch_size"):
+                    check_int(name, getattr(self, name))
+            check_int("seed", self.seed, low=0)
+        except InputError as e:
+            raise EvaluationError(str(e)) from None
 
 
 def evaluate_bound(
     model: DDPMPaperPipeline | str | os.PathLike,
     *,
-    num_images: int,
-    output: str | os.PathLike,
+    output_dir: str | os.PathLike = "outputs/evaluate_nll",
+    output: str | os.PathLike | None = None,
     dataset: str | None = None,
     data_dir: str | None = None,
     split: str = "test",
     image_column: str | None = None,
     convert_images: bool = False,
-    seed: int = 0,
-    batch_size: int = 256,
-    clip_denoised: bool = True,
-    num_inference_steps: int | None = None,
-    shard_size: int | None = None,
-    shard_dir: str | os.PathLike | None = None,
     revision: str | None = None,
     device: str | torch.device | None = None,
+    settings: BoundEvaluationSettings | None = None,
+    **kwargs: Any,
 ) -> EvaluationReport | None:
     """The variational bound in bits/dim of the first `num_images` images of a dataset (Table 1's NLL column), on
     one process or every process of an `accelerate launch` (what `examples/evaluate_nll.py` runs).
 
     Image i's bound draws its noise from a generator seeded `seed + i`, so each value, and the mean ± s.e., are the
-    same for any number of processes. Per-image results are kept shard by shard in `shard_dir` (default: beside
-    `output`): the same call after a crash bounds only the missing images; another model, seed, data, clipping or
+    same for any number of processes. Per-image results are kept shard by shard in OUTPUT_DIR/nll/: the same call
+    after a crash bounds only the missing images; another model, seed, data, clipping or
     `batch_size` (the noise is drawn that many (image, t) pairs at a time) is refused. `num_inference_steps`: the
     bound of the respaced chain that sampling with that many steps runs (default: the full chain). The scheduler's
-    variance is the pipeline's (`fixed_large`, `fixed_small` or `analytic`). Returns the report (also written to
-    `output` as JSON) on the main process, None on the others.
+    variance is the pipeline's (`fixed_large`, `fixed_small` or `analytic`). The keywords after `device` are
+    `BoundEvaluationSettings`' (`num_images`, `seed`, `batch_size`...), or pass `settings` whole. Returns the report
+    (also written to `output`, default OUTPUT_DIR/nll.json) on the main process, None on the others.
     """
+    config = settings if settings is not None else BoundEvaluationSettings(**kwargs)
+    num_images, seed, batch_size = config.num_images, config.seed, config.batch_size
+    clip_denoised, num_inference_steps = config.clip_denoised, config.num_inference_steps
     procs = Processes(device)
     pipe, name, model_sha, _ = load_model(model, revision, procs.device)
     images = bound_images(procs, pipe, dataset, data_dir, split, image_column, convert_images)
@@ -340,19 +346,15 @@ def evaluate_bound(
     identity = bound_identity(
         model_sha, pipe, seed, dataset or data_dir, split, clip_denoised, batch_size, num_inference_steps
     )
-    store = ShardStore(shard_dir or bound_shard_dir(output), identity, shard_size, default_shard_size=64)
-    progress_dir = store.root / ".progress"
-    missing = plan_work(procs, [store], progress_dir, lambda: store.missing(num_images))
+    output_dir = Path(output_dir)
+    store = ShardStore(output_dir / NLL_DIR, identity, config.shard_size, default_shard_size=64)
+
+    def work(mine: Plan, progress: JobProgress) -> None:
+        bound_shards(pipe, store, mine["nll"], images, settings, progress, Timings())
 
     start = time.perf_counter()
-    progress = JobProgress(progress_dir, procs, sum(len(shard) for shard in missing), desc="bits/dim")
-    try:
-        bound_shards(pipe, store, procs.mine(missing), images, settings, progress, Timings())
-    except NonFiniteSampleError as e:
-        raise EvaluationError(f"{e} Nothing was written.") from None
-    progress.finish()
-    procs.barrier()
-    if not procs.is_main:
+    plan = run_sharded(procs, [store], lambda: {"nll": store.missing(num_images)}, work, output_dir, desc="bits/dim")
+    if plan is None:  # not the main process
         return None
     summary = bound_summary(store, num_images)
     steps = num_inference_steps or pipe.scheduler.config.num_train_timesteps
@@ -363,10 +365,10 @@ def evaluate_bound(
             "model_weights_sha256": model_sha,
             "sampler": sampler,
             # As evaluate's metrics.json has it, so that a card and a push read the bound like any other metric.
-            "metrics": {"nll_bits_per_dim": summary["bpd"], "nll_bits_per_dim_stderr": summary["bpd_stderr"]},
+            "metrics": {NLL.key: summary["bpd"], NLL.spread: summary["bpd_stderr"]},
             "measurements": {
-                "nll_bits_per_dim": {
-                    "num_images": num_images,
+                NLL.key: {
+                    NLL.count: num_images,
                     "data": {"dataset": identity["dataset"], "split": split},
                     "sampler": sampler,
                     "num_inference_steps": steps,
@@ -380,9 +382,9 @@ def evaluate_bound(
             "num_inference_steps": steps,
             **summary,
             "num_processes": procs.count,
-            "images_made": sum(len(shard) for shard in missing),  # by this run; the rest were found in the shards
+            "images_made": count(plan["nll"]),  # by this run; the rest were found in the shards
             "seconds": time.perf_counter() - start,
         }
     )
-    report.save(output)
+    report.save(output or output_dir / BOUND_FILE)
     return report

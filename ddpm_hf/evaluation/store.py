@@ -19,7 +19,6 @@ import json
 import os
 import re
 import shutil
-import sys
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -33,6 +32,9 @@ from PIL import Image
 from ..errors import DDPMError, InputError, InputTypeError, MissingFileError
 from ..identity import IdentityMismatchError, record_differences
 from ..publish import publish, write_file
+from ..reporting import get_logger
+
+logger = get_logger(__name__)
 
 MANIFEST = "manifest.json"
 FORMAT = 1
@@ -198,9 +200,7 @@ class ShardStore:
             aside.parent.mkdir(exist_ok=True)
             os.replace(self.root / shard.name, aside)
             moved.append(aside)
-            print(
-                f"warning: {problem}; shard {shard.name} moved to {aside} and made again", file=sys.stderr, flush=True
-            )
+            logger.warning(f"warning: {problem}; shard {shard.name} moved to {aside} and made again")
         return moved
 
     # --- which shards exist, which are missing -----------------------------------------------------------------

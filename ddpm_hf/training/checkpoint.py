@@ -11,7 +11,6 @@ import shutil
 import struct
 import time
 import zipfile
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -22,7 +21,10 @@ from ..data import REDEFINED_SPLITS
 from ..errors import DDPMError, InputError, MissingFileError
 from ..identity import IdentityMismatchError, ResultIdentity
 from ..publish import publish
+from ..reporting import get_logger
 from .optim import learning_rate
+
+logger = get_logger(__name__)
 
 _NAME = re.compile(r"^checkpoint-(\d+)$")
 STATE_FILE = "training_state.json"
@@ -199,21 +201,20 @@ def resume(accelerator: Accelerator, checkpoint_dir: Path, choice: str, config: 
     return its step (0 when `latest` finds none yet). `latest` is the newest checkpoint that reads back whole:
     damaged newer ones are named and passed over. A checkpoint of another network is refused, naming the settings
     that differ."""
-    say = accelerator.print
     if choice == "latest":
         found, skipped = latest_intact(checkpoint_dir)
         for reason in skipped:
-            say(f"warning: {reason}; falling back to the one before it")
+            logger.warning(f"warning: {reason}; falling back to the one before it")
         if found is None and skipped:
             raise CheckpointError(f"no intact checkpoint in {checkpoint_dir}: " + "; ".join(skipped))
         if found is None:
-            say(f"no checkpoint in {checkpoint_dir} yet: starting from scratch")
+            logger.info(f"no checkpoint in {checkpoint_dir} yet: starting from scratch")
             return 0
     else:
         found = resolve_checkpoint(checkpoint_dir, choice)
         verify_checkpoint(found)
     saved = checkpoint_config(found)
-    check_data(found, saved, config, say)
+    check_data(found, saved, config)
     if saved is not None:
         saved, current = dict(saved), dict(config)
         saved.pop(DATA_KEY, None), current.pop(DATA_KEY, None)
@@ -229,16 +230,16 @@ def resume(accelerator: Accelerator, checkpoint_dir: Path, choice: str, config: 
             )
         notable = [k for k in sorted(differences) if k not in _RESUME_MAY_CHANGE]
         if notable:
-            say(f"note: resuming with settings that differ from {found.name}'s: {listed(notable)}")
+            logger.warning(f"note: resuming with settings that differ from {found.name}'s: {listed(notable)}")
     step = load_checkpoint(accelerator, found)
     if saved is not None and (jump := schedule_change(saved, config, step)):
-        say(f"note: {jump}")
+        logger.warning(f"note: {jump}")
     set_aside_newer(accelerator, Path(checkpoint_dir), step)
-    say(f"resumed from {found} at step {step}")
+    logger.info(f"resumed from {found} at step {step}")
     return step
 
 
-def check_data(found: Path, saved: dict[str, Any] | None, config: dict[str, Any], say: Callable[[str], None]) -> None:
+def check_data(found: Path, saved: dict[str, Any] | None, config: dict[str, Any]) -> None:
     """Refuse to continue a checkpoint on other images than it was trained on (its next steps would not be its run's
     continuation), naming both, unless `resume_on_other_data`. A checkpoint saved before runs recorded their data's
     fingerprint is checked by what is known of it: the image count of a split redefined since."""
@@ -258,7 +259,7 @@ def check_data(found: Path, saved: dict[str, Any] | None, config: dict[str, Any]
     else:
         redefined = REDEFINED_SPLITS.get((current.get("dataset"), current.get("split")))
         if redefined is None or redefined[1] == current["num_images"]:
-            say(f"note: {found} does not record its training data; resuming on {_data_said(current)}")
+            logger.warning(f"note: {found} does not record its training data; resuming on {_data_said(current)}")
             return
         version, count, now = redefined
         message = (
@@ -270,7 +271,7 @@ def check_data(found: Path, saved: dict[str, Any] | None, config: dict[str, Any]
         )
     if not allowed:
         raise IdentityMismatchError(message)
-    say(f"note: resuming on other data, as asked: {message.split(':', 1)[0]}")
+    logger.info(f"note: resuming on other data, as asked: {message.split(':', 1)[0]}")
 
 
 def _data_said(data: dict[str, Any]) -> str:
@@ -309,7 +310,7 @@ def set_aside_newer(accelerator: Accelerator, checkpoint_dir: Path, step: int) -
         for path in newer:
             moved.append(aside / path.name)
             os.replace(path, moved[-1])
-        accelerator.print(
+        logger.warning(
             f"note: resuming at step {step} behind newer checkpoints ({', '.join(p.name for p in newer)}): moved "
             f"them to {aside} so that this run's checkpoints are kept and 'latest' means this run's newest"
         )

@@ -11,17 +11,19 @@ import numpy as np
 import torch
 from accelerate import Accelerator
 from PIL import Image
-from tqdm.auto import tqdm
 
 from ..card import render_model_card
 from ..grid import image_grid
 from ..hub import pipeline_files, upload_folder
 from ..pipeline import DDPMPaperPipeline
 from ..publish import publish
+from ..reporting import get_logger, progress_bar
 from ..scheduler import DDPMPaperScheduler
 from ..unet import DDPMUNet2DModel
 from .config import TrainConfig
 from .ema import EMA
+
+logger = get_logger(__name__)
 
 
 def ema_pipeline(ema: EMA | None, unet: torch.nn.Module, scheduler: DDPMPaperScheduler) -> DDPMPaperPipeline:
@@ -45,7 +47,7 @@ def save_sample_grid(
     n = cfg.num_grid_images
     generators = [torch.Generator().manual_seed(cfg.seed + i) for i in range(n)]
     # Minutes at the paper's 1000 steps: a bar of its own (the pipeline's is off), gone once the grid is written.
-    with tqdm(total=cfg.num_inference_steps, desc=f"sampling {n} images for {path.name}", leave=False) as bar:
+    with progress_bar(total=cfg.num_inference_steps, desc=f"sampling {n} images for {path.name}", leave=False) as bar:
 
         def advance(pipe: DDPMPaperPipeline, i: int, t: int, tensors: dict) -> dict:
             bar.update(1)
@@ -119,4 +121,4 @@ def push_pipeline(output_dir: Path, repo_id: str, private: bool = False, token: 
     failed."""
     files = pipeline_files(output_dir, extra=("README.md", SAMPLES_FILE))
     info = upload_folder(output_dir, repo_id, private=private, token=token, files=files, commit_message="Train DDPM")
-    print(f"pushed {output_dir} to {repo_id} ({info.commit_url})")
+    logger.info(f"pushed {output_dir} to {repo_id} ({info.commit_url})")

@@ -23,6 +23,9 @@ import torch.distributed as dist
 from accelerate import Accelerator
 
 from ..errors import DDPMError
+from ..reporting import EVERY_PROCESS, get_logger
+
+logger = get_logger(__name__)
 
 SIGNALS = (signal.SIGTERM, signal.SIGINT)
 DUPLICATE_WINDOW_S = 1.0
@@ -79,10 +82,9 @@ class StopOnSignal:
         now = time.monotonic()
         if self.received is None:
             self.received, self._first_at = signum, now
-            print(
-                f"\n{signal.Signals(signum).name}: {self.doing}; signal again to stop at once",
-                file=sys.stderr,
-                flush=True,
+            # Each process that got the signal says so: a job's processes are not always all signalled.
+            logger.warning(
+                f"{signal.Signals(signum).name}: {self.doing}; signal again to stop at once", extra=EVERY_PROCESS
             )
         elif now - self._first_at > DUPLICATE_WINDOW_S:
             for sig in SIGNALS:

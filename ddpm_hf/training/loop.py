@@ -21,13 +21,13 @@ import torch
 from accelerate import Accelerator
 from accelerate.state import AcceleratorState
 from accelerate.utils import ProjectConfiguration, set_seed
-from tqdm.auto import tqdm
 
 from ..data import ImageDataset, load_image_dataset
 from ..errors import DDPMError, InputError, OutputExistsError
 from ..fastpath import eps_model, memory_format
 from ..identity import data_fingerprint
 from ..pixels import scale_to_model
+from ..reporting import get_logger, progress_bar
 from .batches import micro_batch_size, micro_slice, step_loader, step_randomness
 from .callbacks import TrainerCallback
 from .checkpoint import CONFIG_FILE, DATA_KEY, holds_run, resolve_checkpoint, resume, save_checkpoint
@@ -38,6 +38,8 @@ from .interrupt import StopOnSignal, TrainingInterrupted, resume_command
 from .losses import diffusion_loss, make_loss
 from .model import build_scheduler, build_unet
 from .optim import learning_rate, make_optimizer
+
+logger = get_logger(__name__)
 
 
 class TrainingDiverged(DDPMError, RuntimeError):
@@ -66,7 +68,6 @@ class Trainer:
                 project_dir=str(self.output_dir), logging_dir=str(self.output_dir / cfg.logging_dir)
             ),
         )
-        self.say = self.accelerator.print
         self.claim_output_dir()
         self.check_precision()
         self.micro_batch = self.split_batch()
@@ -96,7 +97,7 @@ class Trainer:
         aside = self.output_dir.with_name(f"{self.output_dir.name}.replaced-{time.strftime('%Y%m%d-%H%M%S')}")
         if acc.is_main_process:
             os.replace(self.output_dir, aside)
-            self.say(f"moved the run that was in {self.output_dir} to {aside} (--overwrite_output_dir)")
+            logger.info(f"moved the run that was in {self.output_dir} to {aside} (--overwrite_output_dir)")
         acc.wait_for_everyone()
 
     def check_precision(self) -> None:
@@ -112,13 +113,13 @@ class Trainer:
         """The per-device micro-batch: the global batch over processes × accumulation steps."""
         procs, accum = self.accelerator.num_processes, self.cfg.gradient_accumulation_steps
         micro_batch = micro_batch_size(self.cfg.train_batch_size, procs, accum)
-        self.say(
+        logger.info(
             f"global batch {self.cfg.train_batch_size} = {procs} processes × {accum} accumulation × "
             f"{micro_batch} per device"
         )
         if self.accelerator.device.type == "cpu" and procs == 1 and torch.get_num_threads() < (os.cpu_count() or 1):
             # `accelerate launch` without --cpu/--num_processes sets OMP_NUM_THREADS=1 for a lone CPU process.
-            self.say(
+            logger.warning(
                 f"note: torch uses {torch.get_num_threads()} of {os.cpu_count()} CPU threads; for more, launch with "
                 "`accelerate launch --cpu --num_processes 1` or `--num_cpu_threads_per_process N`"
             )
@@ -152,7 +153,7 @@ class Trainer:
         # What a checkpoint was trained on, so that a resume on other images is refused (checkpoint.check_data).
         source = cfg.dataset_name or cfg.train_data_dir
         self.data_identity = {"dataset": source, "split": cfg.dataset_split, **data_fingerprint(ds, column)}
-        self.say(
+        logger.info(
             f"{len(data)} training images from {cfg.dataset_name or cfg.train_data_dir}, {channels}×{cfg.resolution}²"
         )
         return data
@@ -162,7 +163,7 @@ class Trainer:
         effective values replace the configured ones, so train_config.json and the card say what ran."""
         steps = epochs_as_steps(self.cfg, len(self.data))
         if steps:
-            self.say(f"epochs of {len(self.data)} images: " + ", ".join(f"{k} = {v}" for k, v in steps.items()))
+            logger.info(f"epochs of {len(self.data)} images: " + ", ".join(f"{k} = {v}" for k, v in steps.items()))
         self.cfg = dataclasses.replace(self.cfg, mixed_precision=self.accelerator.mixed_precision, **steps)
 
     def build_optimization(self) -> None:
@@ -182,7 +183,7 @@ class Trainer:
         if self.ema is not None:
             self.accelerator.register_for_checkpointing(self.ema)
             warmup = f"diffusers' warm-up (inv_gamma {cfg.ema_inv_gamma}, power {cfg.ema_power}) up to"
-            self.say(f"EMA of the weights: {warmup if cfg.ema_warmup else 'constant decay'} {cfg.ema_decay}")
+            logger.info(f"EMA of the weights: {warmup if cfg.ema_warmup else 'constant decay'} {cfg.ema_decay}")
 
     def resume(self) -> int:
         """The step to start from: 0, or that of the checkpoint `--resume_from_checkpoint` names (see `checkpoint`)."""
@@ -212,8 +213,7 @@ class Trainer:
     def run_loop(self) -> Path:
         """Train from `self.step` to `max_train_steps`, then save (and push) the EMA pipeline."""
         cfg = self.cfg
-        main = self.accelerator.is_local_main_process
-        self.bar = tqdm(total=cfg.max_train_steps, initial=self.step, disable=not main, desc="train")
+        self.bar = progress_bar(total=cfg.max_train_steps, initial=self.step, desc="train")
         self.skipped, self.start_time, self.start_step, self.last_saved = 0, time.perf_counter(), self.step, None
         self.bad_images: dict[str, str] = {}  # file (or row) -> why it is unreadable
         # The first non-finite step, kept on the device and read only when something is written (no sync per step).
@@ -266,7 +266,7 @@ class Trainer:
             images, keep, bad = next(self.loader)
             for where, reason in bad:
                 if where not in self.bad_images:
-                    self.say(f"skipping an unreadable image: {reason}")
+                    logger.warning(f"skipping an unreadable image: {reason}")
                     self.bad_images[where] = reason
             part = micro_slice(m, acc.process_index, acc.num_processes, self.micro_batch)
             t, noise, flip = (v[part][keep.to(v.device)] for v in (t_all, noise_all, flip_all))
@@ -344,7 +344,7 @@ class Trainer:
             f"stopped by {signal.Signals(signum).name} after step {self.step}; {self.last_saved} holds it. "
             f"Resume with:\n  {resume_command()}"
         )
-        self.say(message)
+        logger.warning(message)
         raise TrainingInterrupted(message, signum)
 
     def bad_files(self) -> str:
@@ -366,7 +366,7 @@ class Trainer:
                 f"pipeline in {self.output_dir} and {self.last_saved} are saved; no grid was drawn (python "
                 f"examples/sample.py --model {self.output_dir} draws one)"
             )
-            self.say(message)
+            logger.warning(message)
             raise TrainingInterrupted(message, stop.received)
         log_grid(self.accelerator, images, self.step)
 
@@ -388,7 +388,7 @@ class Trainer:
         rate = (self.step - self.start_step) * cfg.train_batch_size / max(elapsed, 1e-9)
         cuda = acc.device.type == "cuda"
         peak = f", peak GPU memory {torch.cuda.max_memory_allocated(acc.device) / 2**30:.1f} GiB" if cuda else ""
-        self.say(
+        logger.info(
             f"done: {self.step} steps ({self.step - self.start_step} this run) in {elapsed:.0f} s, {rate:.0f} "
             f"images/s{peak}, {self.skipped} unreadable images skipped{self.bad_files()}; EMA pipeline in "
             f"{self.output_dir}"

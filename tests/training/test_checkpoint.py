@@ -40,7 +40,7 @@ def test_resume_after_sigkill_is_exact(tmp_path):
     assert [p.name for p in list_checkpoints(killed / "checkpoints")] == ["checkpoint-3"]
     resumed = run_training(tiny_train_args(killed, resume_from_checkpoint="latest", **common))
     assert resumed.returncode == 0, resumed.stderr
-    assert "resumed from" in resumed.stdout and "at step 3" in resumed.stdout
+    assert "resumed from" in resumed.stderr and "at step 3" in resumed.stderr
     for a, b in zip(final_weights(straight), final_weights(killed), strict=True):
         assert a.keys() == b.keys()
         for key in a:
@@ -56,7 +56,7 @@ def test_kill_while_writing_a_checkpoint_never_leaves_a_bad_latest(tmp_path):
     assert resolve_checkpoint(out / "checkpoints", "latest").name == "checkpoint-3"  # ... and never picked
     resumed = run_training(tiny_train_args(out, resume_from_checkpoint="latest", **common))
     assert resumed.returncode == 0, resumed.stderr
-    assert "at step 3" in resumed.stdout
+    assert "at step 3" in resumed.stderr
     assert [p.name for p in list_checkpoints(out / "checkpoints")] == ["checkpoint-3", "checkpoint-6"]
     assert not (out / "checkpoints" / "tmp-checkpoint-6").exists()
 
@@ -91,7 +91,7 @@ def test_a_rollback_keeps_its_own_checkpoints_and_latest_means_its_newest(tmp_pa
     capsys.readouterr()
     rollback = {"max_train_steps": 3, "checkpointing_steps": 1, "checkpoints_total_limit": 1, "learning_rate": 1e-2}
     train(parse_args(tiny_train_args(out, resume_from_checkpoint="checkpoint-2", **rollback)))
-    said = capsys.readouterr().out
+    said = capsys.readouterr().err
     assert "behind newer checkpoints (checkpoint-3, checkpoint-4): moved them to" in said
     own = list_checkpoints(out / "checkpoints")
     assert [p.name for p in own] == ["checkpoint-3"] and resolve_checkpoint(out / "checkpoints", "latest") == own[0]
@@ -102,7 +102,7 @@ def test_a_rollback_keeps_its_own_checkpoints_and_latest_means_its_newest(tmp_pa
         assert all(torch.equal(tensors[k], v) for k, v in weights(aside / name).items())
     # Resuming `latest` continues this run, at its own step 3.
     train(parse_args(tiny_train_args(out, resume_from_checkpoint="latest", **{**rollback, "max_train_steps": 4})))
-    assert "at step 3" in capsys.readouterr().out
+    assert "at step 3" in capsys.readouterr().err
 
 
 def test_resume_names_a_learning_rate_that_a_new_length_changes(tmp_path, capsys):
@@ -111,7 +111,7 @@ def test_resume_names_a_learning_rate_that_a_new_length_changes(tmp_path, capsys
     train(parse_args(tiny_train_args(out, max_train_steps=2, **cosine)))
     capsys.readouterr()
     train(parse_args(tiny_train_args(out, max_train_steps=4, resume_from_checkpoint="latest", **cosine)))
-    said = capsys.readouterr().out
+    said = capsys.readouterr().err
     # Cosine over 2 steps ends at 0; over 4 steps, step 2 is half way: 2.5e-4.
     assert "the learning rate at step 2 becomes 0.00025 instead of the 0 " in said and "max_train_steps 2 → 4" in said
     # The paper's schedule (warm-up, then constant) is not changed by a longer run: no note.
@@ -120,4 +120,4 @@ def test_resume_names_a_learning_rate_that_a_new_length_changes(tmp_path, capsys
     train(
         parse_args(tiny_train_args(tmp_path / "paper", max_train_steps=4, resume_from_checkpoint="latest", **constant))
     )
-    assert "the learning rate at step" not in capsys.readouterr().out
+    assert "the learning rate at step" not in capsys.readouterr().err

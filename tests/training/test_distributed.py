@@ -27,7 +27,7 @@ COMMON = {"max_train_steps": 2, "checkpointing_steps": 2, "dropout": 0.0, "lr_wa
 
 @pytest.fixture(scope="module")
 def runs(tmp_path_factory):
-    """{name: (output folder, record of rank 0, stdout)} for the three splits of a global batch of 8."""
+    """{name: (output folder, record of rank 0, stderr)} for the three splits of a global batch of 8."""
     tmp = tmp_path_factory.mktemp("splits")
     out = {}
     for name, accumulation in (("one", 1), ("accumulated", 2)):  # one process: train in this one
@@ -46,14 +46,14 @@ def runs(tmp_path_factory):
     ranks = [torch.load(tmp / "two-record" / f"rank-{r}.pt") for r in (0, 1)]
     for a, b in zip(ranks[0]["grads"], ranks[1]["grads"], strict=True):  # DDP gave both processes one gradient
         assert all(torch.equal(a[k], b[k]) for k in a)
-    out["two"] = (tmp / "two", ranks[0], two.stdout)
+    out["two"] = (tmp / "two", ranks[0], two.stderr)
     return out
 
 
 def test_two_processes_update_like_one(runs):
     """2 × B/2 must train like 1 × B (same data, noise): the weights after two steps."""
-    (one, _, _), (two, _, stdout) = runs["one"], runs["two"]
-    assert "= 2 processes × 1 accumulation × 4 per device" in stdout
+    (one, _, _), (two, _, said) = runs["one"], runs["two"]
+    assert "= 2 processes × 1 accumulation × 4 per device" in said
     a = load_file(one / "checkpoints" / "checkpoint-2" / "model.safetensors")
     b = load_file(two / "checkpoints" / "checkpoint-2" / "model.safetensors")
     init = load_file(one / "unet" / "diffusion_pytorch_model.safetensors")  # EMA: close to init

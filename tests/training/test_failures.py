@@ -49,7 +49,7 @@ def test_latest_is_the_newest_checkpoint_that_reads_back(run_with_two_checkpoint
     train(
         parse_args(tiny_train_args(out, **{**TWO_CHECKPOINTS, "max_train_steps": 5}, resume_from_checkpoint="latest"))
     )
-    printed = capsys.readouterr().out
+    printed = capsys.readouterr().err
     assert f"warning: {out / 'checkpoints' / 'checkpoint-4' / file} is unreadable" in printed
     assert "falling back" in printed and "at step 2" in printed  # resumed from the intact checkpoint-2
 
@@ -85,7 +85,7 @@ def test_skipped_images_are_reported_by_file(tmp_path, capsys):
     data = write_image_folder(tmp_path / "imgs", count=6, size=8, broken=("broken.png", "empty.png"))
     args = tiny_train_args(tmp_path / "run", max_train_steps=3, train_data_dir=data, skip_bad_images="true")
     train(parse_args(args))
-    out = capsys.readouterr().out
+    out = capsys.readouterr().err
     assert out.count("skipping an unreadable image") == 2  # each file once, however often it is drawn
     summary = out.split("unreadable images skipped", 1)[1]
     assert summary.startswith(" (2 distinct files: ") and "broken.png" in summary and "empty.png" in summary

@@ -88,7 +88,7 @@ def test_resume_by_checkpoint_name_inside_the_output_folder(tmp_path, capsys):
     common = {"checkpointing_steps": 2, "checkpoints_total_limit": "none"}
     train(parse_args(tiny_train_args(out, max_train_steps=4, **common)))
     train(parse_args(tiny_train_args(out, max_train_steps=5, resume_from_checkpoint="checkpoint-2", **common)))
-    assert "resumed from" in capsys.readouterr().out and (out / "checkpoints" / "checkpoint-5").is_dir()
+    assert "resumed from" in capsys.readouterr().err and (out / "checkpoints" / "checkpoint-5").is_dir()
 
 
 def test_sample_grids_reach_tensorboard(tmp_path):

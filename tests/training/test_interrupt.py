@@ -65,14 +65,15 @@ def test_sigterm_saves_says_how_to_resume_and_the_resumed_run_is_exact(tmp_path)
     run = Training([sys.executable, SCRIPT, *tiny_train_args(stopped, **FOREVER), "--resume_from_checkpoint", "latest"])
     run.wait_for_steps(4)
     run.process.send_signal(signal.SIGTERM)
-    code, out = run.finish()
-    assert code == 128 + signal.SIGTERM, run.stderr()[-2000:]
+    code, _ = run.finish()
+    said = run.stderr()
+    assert code == 128 + signal.SIGTERM, said[-2000:]
     saved = list_checkpoints(stopped / "checkpoints")
     assert not list((stopped / "checkpoints").glob("tmp-*"))
-    step = int(out.split("stopped by SIGTERM after step ", 1)[1].split(";")[0])
+    step = int(said.split("stopped by SIGTERM after step ", 1)[1].split(";")[0])
     assert step >= 4 and [p.name for p in saved] == ["checkpoint-2", f"checkpoint-{step}"]
     assert json.loads((saved[-1] / "training_state.json").read_text()) == {"step": step}
-    command = out.split("Resume with:\n", 1)[1].strip()  # started as `python SCRIPT`: resumed so
+    command = said.split("Resume with:\n", 1)[1].splitlines()[0].strip()  # started as `python SCRIPT`: resumed so
     assert command.startswith(f"python {SCRIPT} ") and command.endswith("--resume_from_checkpoint latest")
     assert "Traceback" not in run.stderr()
 
@@ -81,7 +82,7 @@ def test_sigterm_saves_says_how_to_resume_and_the_resumed_run_is_exact(tmp_path)
     again = [sys.executable, SCRIPT, *tiny_train_args(stopped, **end), "--resume_from_checkpoint", "latest"]
     resumed = processes.run(again, env=ENV, cwd=ROOT)
     assert resumed.returncode == 0, resumed.stderr[-2000:]
-    assert f"at step {step}" in resumed.stdout and f"done: {step + 2} steps (2 this run)" in resumed.stdout
+    assert f"at step {step}" in resumed.stderr and f"done: {step + 2} steps (2 this run)" in resumed.stderr
     straight = tmp_path / "straight"
     whole = processes.run([sys.executable, SCRIPT, *tiny_train_args(straight, **end)], env=ENV, cwd=ROOT)
     assert whole.returncode == 0
@@ -101,9 +102,10 @@ def test_ctrl_c_under_python_stops_cleanly(tmp_path):
     assert code == 128 + signal.SIGINT, run.stderr()[-2000:]
     assert "Traceback" not in run.stderr() + stdout and "KeyboardInterrupt" not in run.stderr() + stdout
     assert "SIGINT: finishing this step and saving a checkpoint" in run.stderr()
-    step = int(stdout.split("stopped by SIGINT after step ", 1)[1].split(";")[0])
+    step = int(run.stderr().split("stopped by SIGINT after step ", 1)[1].split(";")[0])
     assert [p.name for p in list_checkpoints(out / "checkpoints")] == [f"checkpoint-{step}"]
-    assert stdout.split("Resume with:\n", 1)[1].strip().startswith(f"python {SCRIPT} --preset digits")
+    command = run.stderr().split("Resume with:\n", 1)[1].splitlines()[0].strip()
+    assert command.startswith(f"python {SCRIPT} --preset digits")
 
 
 def test_a_second_signal_stops_at_once(tmp_path):

@@ -102,7 +102,7 @@ def test_bad_images_stop_the_run_or_are_counted(tmp_path, capsys):
     with pytest.raises(ValueError, match=r"corrupt\.png"):
         train(cfg)
     train(TrainConfig(**{**cfg.to_dict(), "skip_bad_images": True}))
-    out = capsys.readouterr().out
+    out = capsys.readouterr().err
     assert "7 training images" not in out and "8 training images" in out
     skipped = int(out.split(" unreadable images skipped")[0].rsplit(", ", 1)[1])
     assert skipped == 3  # 3 steps × 8 images = 3 epochs of 8 files, the corrupt one drawn once per epoch
