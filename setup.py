@@ -47,7 +47,7 @@ setup(
             "scipy>=1.7",
             "transformers>=4.40",
             "gradio==6.31.0",
-            "playwright==1.65.2",  # drives the system Chromium in tests/test_app_browser.py (no browser download)
+            "playwright==1.65.2",  # drives the system Chromium in tests/demo/test_app_browser.py (no browser download)
             "mkdocs>=1.6",  # the docs site and its API reference: `mkdocs build --strict`, checked by .ci/run
             "mkdocstrings[python]>=0.29",
         ],

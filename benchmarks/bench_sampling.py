@@ -24,9 +24,7 @@ from common import compare, compile_backend, paper_unet, report, twin_unets
 from diffusers import DDPMPipeline, DDPMScheduler
 
 from ddpm_hf import DDPMPaperPipeline, DDPMPaperScheduler
-from ddpm_hf.fastpath import compile_network
-
-PRECISIONS = ["auto", "fp32", "bf16"]
+from ddpm_hf.fastpath import PRECISIONS, compile_network
 
 
 def main() -> None:

@@ -18,7 +18,7 @@ import torch
 from common import compile_backend, describe_device, paper_unet, timed, toy
 
 from ddpm_hf import DDPMPaperPipeline, DDPMPaperScheduler
-from ddpm_hf.fastpath import compile_network
+from ddpm_hf.fastpath import PRECISIONS, compile_network
 
 
 def main() -> None:
@@ -26,7 +26,7 @@ def main() -> None:
     parser.add_argument("--model", default="cifar10")
     parser.add_argument("--batch_size", type=int, default=8)
     parser.add_argument("--steps", type=int, default=3, help="denoising steps per call")
-    parser.add_argument("--precision", default="auto", choices=["auto", "fp32", "bf16"])
+    parser.add_argument("--precision", default="auto", choices=PRECISIONS)
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     parser.add_argument("--json", default=None)
     args = parser.parse_args()

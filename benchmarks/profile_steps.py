@@ -31,7 +31,7 @@ from torch.autograd import DeviceType
 from torch.profiler import ProfilerActivity, profile
 
 from ddpm_hf import DDPMPaperScheduler
-from ddpm_hf.fastpath import compile_network, eps_model, memory_format
+from ddpm_hf.fastpath import PRECISIONS, compile_network, eps_model, memory_format
 from ddpm_hf.training.ema import EMA
 from ddpm_hf.training.losses import diffusion_loss, make_loss
 from ddpm_hf.training.optim import make_optimizer
@@ -198,7 +198,7 @@ def main() -> None:
     parser.add_argument("--batch_size", type=int, default=8, help="sampling batch")
     parser.add_argument("--train_batch_size", type=int, default=8)
     parser.add_argument("--mixed_precision", nargs="+", default=["bf16"], choices=["no", "bf16"], help="training's")
-    parser.add_argument("--sampling_precision", nargs="+", default=["bf16", "auto"], choices=["auto", "fp32", "bf16"])
+    parser.add_argument("--sampling_precision", nargs="+", default=["bf16", "auto"], choices=PRECISIONS)
     parser.add_argument("--compiled", action="store_true", help="both networks through torch.compile (inductor)")
     parser.add_argument("--warmup", type=int, default=3, help="calls before the profiled one (compilation included)")
     parser.add_argument("--top", type=int, default=15)

@@ -31,6 +31,7 @@ from common import describe_device
 
 from ddpm_hf import DDPMPaperPipeline, DDPMPaperScheduler
 from ddpm_hf.evaluation import FIDStatistics, frechet_distance
+from ddpm_hf.fastpath import PRECISIONS
 
 # name -> (how to build it from the model's scheduler config, the pipeline's eta)
 SAMPLERS = {
@@ -186,7 +187,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--steps", type=int, nargs="+", default=[10, 20, 50, 100, 1000])
     parser.add_argument("--samplers", nargs="+", default=list(SAMPLERS), help="names from the table above")
     parser.add_argument("--full_chain_for_all", action="store_true", help="1000 steps for every sampler, not only DDPM")
-    parser.add_argument("--precision", default="auto", choices=["auto", "fp32", "bf16"])
+    parser.add_argument("--precision", default="auto", choices=PRECISIONS)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     parser.add_argument("--output_dir", default="out/samplers")

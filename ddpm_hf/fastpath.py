@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import contextlib
 from collections.abc import Callable, Iterator
-from typing import Literal
+from typing import Literal, get_args
 
 import torch
 import torch._inductor.config
@@ -18,6 +18,7 @@ from .checks import check_choice
 from .errors import InputError
 
 Precision = Literal["auto", "fp32", "bf16"]
+PRECISIONS: tuple[str, ...] = get_args(Precision)  # what a flag or a form offers
 EpsModel = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]  # (x_t [B, C, H, W], t [] or [B]) -> float32 ε̂
 
 

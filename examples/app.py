@@ -158,7 +158,7 @@ def build(demo: Demo) -> gr.Blocks:
                     label=f"Steps (T = {T}; fewer: respaced sub-chain; at most {max_steps})",
                     elem_id="steps",
                 )
-                precision = gr.Radio(PRECISIONS, value="auto", label="Precision")
+                precision = gr.Radio(list(PRECISIONS), value="auto", label="Precision")
             with gr.Row():
                 run = gr.Button("Sample", variant="primary", elem_id="sample")
                 stop = gr.Button("Stop", variant="stop", elem_id="stop-sample")

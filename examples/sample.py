@@ -11,6 +11,7 @@ import torch
 from cli import add_model_arguments, add_output_arguments, load_pipeline, output_path, positive_int, save_grid
 
 from ddpm_hf import DDPMPaperPipeline, DDPMPaperScheduler, DDPMUNet2DModel
+from ddpm_hf.fastpath import PRECISIONS
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -20,7 +21,7 @@ def main(argv: list[str] | None = None) -> None:
     add_model_arguments(parser, group=source)  # --model, the other source, and --revision --seed --device
     parser.add_argument("--num_images", type=positive_int, default=16)
     parser.add_argument("--num_inference_steps", type=positive_int, default=1000)
-    parser.add_argument("--precision", choices=["auto", "fp32", "bf16"], default="auto")
+    parser.add_argument("--precision", choices=PRECISIONS, default="auto")
     add_output_arguments(parser, "sample", output="samples.png")
     parser.add_argument("--scale", type=positive_int, default=1, help="enlarge each sample this many times in the grid")
     args = parser.parse_args(argv)

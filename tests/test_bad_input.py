@@ -41,7 +41,7 @@ def test_the_fid_cli_checks_statistics_before_computing_any_features(tmp_path, m
     import ddpm_hf.evaluation.features as features
     from ddpm_hf.evaluation import FIDStatistics
     from ddpm_hf.evaluation.fid import main as fid_main
-    from test_evaluation_cli import write_images
+    from tiny import write_images
     from tiny_inception import TinyFeatures, save_tiny
 
     weights = save_tiny(TinyFeatures(), tmp_path)

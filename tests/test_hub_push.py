@@ -1,11 +1,8 @@
 """Pushing pipelines with their model card to a Hub-protocol server on 127.0.0.1, and how pushes fail."""
 
 import hashlib
-import importlib.util
 import json
 import re
-import sys
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -16,9 +13,9 @@ from ddpm_hf import DDPMPaperPipeline
 from ddpm_hf.card import card_section, render_model_card
 from ddpm_hf.hub import HubUploadError
 from ddpm_hf.identity import files_sha256
+from example_scripts import run_push_script
 from tiny import PUSHED_PIPELINE_FILES, tiny_pipeline
 
-PUSH_SCRIPT = Path(__file__).resolve().parents[1] / "examples" / "push_to_hub.py"
 METRICS = {  # what examples/evaluate.py writes (abridged)
     "model_revision": None,
     "metrics": {"fid": 12.345678, "inception_score": 7.5, "inception_score_std": 0.25},
@@ -39,15 +36,6 @@ def folder_digest(folder):
     """Names and contents of every file under a folder."""
     files = sorted(p for p in folder.rglob("*") if p.is_file())
     return {str(p.relative_to(folder)): hashlib.sha256(p.read_bytes()).hexdigest() for p in files}
-
-
-def run_push_script(argv, monkeypatch):
-    monkeypatch.syspath_prepend(str(PUSH_SCRIPT.parent))  # its sibling cli.py, as `python examples/push_to_hub.py`
-    spec = importlib.util.spec_from_file_location("push_example", PUSH_SCRIPT)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    monkeypatch.setattr(sys, "argv", ["push_to_hub.py", *map(str, argv)])
-    module.main()
 
 
 def test_push_round_trip_with_card(hub_server):

@@ -25,6 +25,7 @@ from ..analysis import rate_distortion
 from ..checks import whole_number
 from ..data import DIGITS, ImageDataset, load_image_dataset, to_tensor
 from ..errors import DDPMError
+from ..fastpath import PRECISIONS
 from ..pipeline import NonFiniteSampleError
 from ..pixels import scale_to_model
 from ..schedulers import check_num_inference_steps, gives_pred_original_sample
@@ -33,7 +34,6 @@ from .jobs import Job, VisitorJobs
 from .models import Model, ModelError, Models, card_datasets, model_folder
 from .views import display, rd_plot, save_downloads, terms_plot
 
-PRECISIONS = ["auto", "fp32", "bf16"]
 MAX_SEED = 2**63 - 1
 LOCAL_SESSION = "local"  # the session of a handler called without a page (a script, a test)
 

@@ -19,7 +19,7 @@ from PIL import Image
 
 SIZE = 299
 OUT = Path(__file__).with_name("inception_reference.npz")
-sys.path.insert(0, str(Path(__file__).parents[1]))  # tests/, for the shared reference resize
+sys.path.insert(0, str(Path(__file__).parents[1] / "support"))  # tests/support/, for the shared reference resize
 from tf1_resize import tf1_resize_bilinear  # noqa: E402
 
 

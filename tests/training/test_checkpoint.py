@@ -14,7 +14,7 @@ from ddpm_hf.training.checkpoint import list_checkpoints, resolve_checkpoint
 from tiny import tiny_train_args
 
 ROOT = Path(__file__).resolve().parents[2]
-HOOKED = Path(__file__).with_name("hooked_training.py")
+HOOKED = ROOT / "tests" / "support" / "hooked_training.py"
 
 
 def run_training(args: list[str], *hooks: str) -> subprocess.CompletedProcess:

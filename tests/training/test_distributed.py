@@ -12,15 +12,15 @@ from pathlib import Path
 
 import pytest
 import torch
-from record_training import RecordTraining
 from safetensors.torch import load_file
 
 import processes
 from ddpm_hf.training import parse_args, train
+from record_training import RecordTraining
 from tiny import tiny_train_args
 
 ROOT = Path(__file__).resolve().parents[2]
-RECORDER = Path(__file__).with_name("record_training.py")
+RECORDER = ROOT / "tests" / "support" / "record_training.py"
 # Dropout off: each process draws its own masks. Clipping off: the recorded gradients are the raw ones.
 COMMON = {"max_train_steps": 2, "checkpointing_steps": 2, "dropout": 0.0, "lr_warmup_steps": 0, "max_grad_norm": 1e9}
 

@@ -10,12 +10,12 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from hooked_training import FailWhileSaving
 from PIL import Image
 
 from ddpm_hf.data import ImageDataset, to_tensor
 from ddpm_hf.training import parse_args, train
 from ddpm_hf.training.checkpoint import CheckpointError, list_checkpoints, verify_checkpoint
+from hooked_training import FailWhileSaving
 from tiny import TINY_TRAINING, tiny_train_args, write_image_folder
 
 TWO_CHECKPOINTS = {"max_train_steps": 4, "checkpointing_steps": 2, "checkpoints_total_limit": "none"}

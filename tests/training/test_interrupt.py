@@ -111,7 +111,7 @@ def test_ctrl_c_under_python_stops_cleanly(tmp_path):
 def test_a_second_signal_stops_at_once(tmp_path):
     # Steps made to last two minutes, so the second Ctrl-C lands within a step whatever the machine's speed.
     out = tmp_path / "run"
-    hooked = [sys.executable, str(ROOT / "tests" / "training" / "hooked_training.py"), "--step_seconds", "120", "--"]
+    hooked = [sys.executable, str(ROOT / "tests" / "support" / "hooked_training.py"), "--step_seconds", "120", "--"]
     run = Training([*hooked, *tiny_train_args(out, **FOREVER)])
     run.wait_for_steps(1)
     run.process.send_signal(signal.SIGINT)

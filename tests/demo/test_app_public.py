@@ -1,7 +1,7 @@
 """The demo as strangers reach it (`ddpm_hf.demo` in public mode), through its handlers: what a visitor can open,
 what they can see of the server and of each other, the owner's limits, and every sampler a folder may hold.
 
-The same app served over HTTP (uploads, file serving, the queue, two visitors at once) is tests/test_app_live.py.
+The same app served over HTTP (uploads, file serving, the queue, two visitors at once) is tests/demo/test_app_live.py.
 """
 
 import re

@@ -1,5 +1,6 @@
 """TF1's `resize_bilinear(align_corners=False)` written out from its definition, without ddpm_hf: the reference
-that both `test_evaluation.py` and `data/make_inception_reference.py` compare our preprocessing against."""
+that both `evaluation/test_fid_inception_score.py` and `data/make_inception_reference.py` compare our preprocessing
+against."""
 
 import numpy as np
 

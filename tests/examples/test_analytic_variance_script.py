@@ -1,6 +1,6 @@
 """examples/analytic_variance.py: one command from a trained pipeline to a folder whose sampler and bound use
 Analytic-DPM's variance; its estimate is the per-image Monte Carlo written out, resumes, and refuses other runs.
-(Two processes against one: tests/test_evaluation_sharded.py.)"""
+(Two processes against one: tests/evaluation/test_evaluation_sharded.py.)"""
 
 import json
 import shutil

@@ -1,4 +1,4 @@
-"""The local Hub server (tests/hub_server.py) against huggingface_hub's real client code (nothing is mocked)."""
+"""The local Hub server (tests/support/hub_server.py) against huggingface_hub's real client code (nothing is mocked)."""
 
 import hashlib
 import os

@@ -15,7 +15,7 @@ from ddpm_hf.evaluation.inception import InceptionV3
 from tiny import tiny_unet
 from tiny_inception import TinyWithHead, save_tiny
 
-EVALUATION = Path(__file__).resolve().parents[1] / "ddpm_hf" / "evaluation"
+EVALUATION = Path(__file__).resolve().parents[2] / "ddpm_hf" / "evaluation"
 COMMON = {"split": "train", "batch_size": 4, "num_workers": 0, "shard_size": 4, "device": "cpu"}
 
 

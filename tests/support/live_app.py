@@ -16,7 +16,7 @@ from pathlib import Path
 
 import processes
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 STARTUP_S = 300  # importing torch, diffusers and Gradio on a busy 2-core CPU
 
 

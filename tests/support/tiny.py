@@ -116,3 +116,17 @@ def write_image_folder(root, count: int, size: int, mode: str = "L", broken: tup
     for name in broken:
         (folder / name).write_bytes(b"not an image")
     return root
+
+
+def write_images(folder, seed, n=6, size=8):
+    """`n` random RGB `size`² images in `folder`, every other one in `folder/nested/`."""
+    import numpy as np
+    from PIL import Image
+
+    rng = np.random.default_rng(seed)
+    folder.mkdir(parents=True, exist_ok=True)
+    for i in range(n):
+        sub = folder / ("nested" if i % 2 else "")  # sub-folders are searched too, and mean nothing
+        sub.mkdir(exist_ok=True)
+        Image.fromarray(rng.integers(0, 256, (size, size, 3), dtype=np.uint8)).save(sub / f"{i}.png")
+    return folder

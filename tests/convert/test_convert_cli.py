@@ -8,7 +8,7 @@ from convert_data import TF_DIR, TF_OUTPUTS, TF_PREFIX, TINY, eps
 from ddpm_hf import DDPMPaperPipeline
 from ddpm_hf.card import card_section
 from ddpm_hf.convert import RELEASED_MODELS
-from test_hub_push import run_push_script
+from example_scripts import run_push_script
 
 
 @pytest.fixture

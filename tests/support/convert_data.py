@@ -9,7 +9,7 @@ import torch
 from ddpm_hf.convert import ReleasedModel
 from ddpm_hf.unet import PAPER_CONFIGS
 
-DATA = Path(__file__).parent / "data" / "convert"
+DATA = Path(__file__).resolve().parents[1] / "data" / "convert"
 TF_DIR = DATA / "tf"
 TF_PREFIX = TF_DIR / "model.ckpt-3"
 TORCH_FILE = DATA / "pytorch" / "ema_diffusion_tiny_model" / "model-3.ckpt"

@@ -3,8 +3,12 @@
 Playwright (PyPI) drives Debian's Chromium (`apt-get install chromium`; .ci/run installs it): Playwright's own
 browser download is never used. Skipped, saying what is missing, where either is absent.
 
-Also a tool: `python tests/test_app_browser.py --model runs/digits --output docs/figures/app_demo.png` starts the app
-on that model, runs Sample in the browser and saves a screenshot of the page (the README's).
+Also a tool, run from the repository's root (tests/support/ holds the modules it shares with the tests):
+
+    PYTHONPATH=tests/support python tests/demo/test_app_browser.py --model runs/digits
+
+starts the app on that model, runs Sample in the browser and saves a screenshot of the page to
+docs/figures/app_demo.png (the README's; `--output` for another file).
 """
 
 from __future__ import annotations
@@ -23,7 +27,7 @@ from PIL import Image
 
 from live_app import serve
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 CHROMIUM = os.environ.get("DDPM_HF_CHROMIUM", "/usr/bin/chromium")
 CHROMIUM_ARGS = [
     "--headless",

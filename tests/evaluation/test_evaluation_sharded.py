@@ -29,7 +29,7 @@ from ddpm_hf.evaluation import FIDStatistics, SampleStore, Shard, ShardStore, St
 from tiny import tiny_pipeline
 from tiny_inception import TinyWithHead, save_tiny
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 ENV = {**os.environ, "ACCELERATE_USE_CPU": "true", "OMP_NUM_THREADS": "1"}
 LAUNCH = [sys.executable, "-m", "accelerate.commands.launch", "--multi_gpu", "--num_processes", "2"]
 LAUNCH += ["--num_machines", "1", "--mixed_precision", "no", "--dynamo_backend", "no", "--main_process_port", "0"]
@@ -59,13 +59,14 @@ def run_main(name: str, argv: list) -> object:
 
 
 def start(commands: list[tuple[str, list]], log: Path, num_processes: int = 1) -> subprocess.Popen:
-    """examples/NAME.py mains run one after another in one subprocess (`tests/run_examples.py`), on
+    """examples/NAME.py mains run one after another in one subprocess (`tests/support/run_examples.py`), on
     `num_processes` processes; output goes to `log` (a file: a pipe nobody reads could fill and block the run)."""
     argv = [a for i, (name, args) in enumerate(commands) for a in ([":::"] if i else []) + [name, *map(str, args)]]
     if len(commands) == 1 and num_processes == 1:  # the plain way: python examples/NAME.py ARGS
         head, argv = [sys.executable, str(ROOT / "examples" / f"{argv[0]}.py")], argv[1:]
     else:
-        head = [*(LAUNCH if num_processes > 1 else [sys.executable]), str(ROOT / "tests" / "run_examples.py")]
+        runner = str(ROOT / "tests" / "support" / "run_examples.py")
+        head = [*(LAUNCH if num_processes > 1 else [sys.executable]), runner]
     with open(log, "w") as out:
         return processes.start([*head, *argv], cwd=ROOT, env=ENV, stdout=out, stderr=out)
 

@@ -1,6 +1,7 @@
 """Tiny TorchScript stand-ins for Inception-v3 files, in each convention `ddpm_hf.evaluation.InceptionV3` reads.
 
-They make the evaluation flows fast on a CPU; the real weights are tested separately (test_evaluation.py).
+They make the evaluation flows fast on a CPU; the real weights are tested separately
+(tests/evaluation/test_fid_inception_score.py).
 """
 
 from pathlib import Path

@@ -4,7 +4,8 @@ import importlib.util
 import sys
 from pathlib import Path
 
-EXAMPLES = Path(__file__).resolve().parents[1] / "examples"
+EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
+PUSH_SCRIPT = EXAMPLES / "push_to_hub.py"
 
 
 def load_example(name: str):
@@ -16,3 +17,13 @@ def load_example(name: str):
     sys.modules[spec.name] = module
     spec.loader.exec_module(module)
     return module
+
+
+def run_push_script(argv, monkeypatch):
+    """`python examples/push_to_hub.py ARGV...`, in this process (sys.argv and sys.path restored after the test)."""
+    monkeypatch.syspath_prepend(str(PUSH_SCRIPT.parent))  # its sibling cli.py, as `python examples/push_to_hub.py`
+    spec = importlib.util.spec_from_file_location("push_example", PUSH_SCRIPT)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    monkeypatch.setattr(sys, "argv", ["push_to_hub.py", *map(str, argv)])
+    module.main()

@@ -1,6 +1,6 @@
 """examples/app.py, the Gradio demo, through its handlers: what the page gets for each action and each bad input.
 
-The page itself, in a real browser, is tests/test_app_browser.py.
+The page itself, in a real browser, is tests/demo/test_app_browser.py.
 """
 
 import io

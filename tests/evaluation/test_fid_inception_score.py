@@ -139,7 +139,8 @@ def test_packaged_weights_give_tf_inception_features(real_inception):
         real_inception.extract(images, probabilities=True)
 
 
-REFERENCE_FEATURES = Path(__file__).parent / "data" / "inception_reference.npz"  # see make_inception_reference.py
+# made by tests/data/make_inception_reference.py
+REFERENCE_FEATURES = Path(__file__).resolve().parents[1] / "data" / "inception_reference.npz"
 
 
 def test_features_equal_reference_values_computed_without_our_code(real_inception):

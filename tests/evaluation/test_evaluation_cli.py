@@ -1,6 +1,6 @@
 """`python -m ddpm_hf.evaluation.fid`, `examples/fid_stats.py` and `examples/evaluate.py`, end to end on a CPU.
 
-A tiny TorchScript stands in for Inception (tests/tiny_inception.py) so that these run in seconds.
+A tiny TorchScript stands in for Inception (tests/support/tiny_inception.py) so that these run in seconds.
 """
 
 import json
@@ -14,18 +14,8 @@ from PIL import Image
 from ddpm_hf.card import render_model_card
 from ddpm_hf.evaluation import FIDStatistics, InceptionV3, frechet_distance, image_folder, statistics_of
 from ddpm_hf.evaluation.fid import main as fid_main
-from tiny import tiny_pipeline
+from tiny import tiny_pipeline, write_images
 from tiny_inception import TinyFeatures, TinyWithHead, save_tiny
-
-
-def write_images(folder, seed, n=6, size=8):
-    rng = np.random.default_rng(seed)
-    folder.mkdir(parents=True, exist_ok=True)
-    for i in range(n):
-        sub = folder / ("nested" if i % 2 else "")  # sub-folders are searched too, and mean nothing
-        sub.mkdir(exist_ok=True)
-        Image.fromarray(rng.integers(0, 256, (size, size, 3), dtype=np.uint8)).save(sub / f"{i}.png")
-    return folder
 
 
 def test_fid_cli_between_folders_and_statistics(tmp_path, capsys):

@@ -1,14 +1,14 @@
 """Run several examples/NAME.py mains one after another in one process, so that one `accelerate launch` (whose
 start-up is most of a small run's time) serves them all:
 
-    accelerate launch ... tests/run_examples.py fid_stats ARG... ::: evaluate ARG...
+    accelerate launch ... tests/support/run_examples.py fid_stats ARG... ::: evaluate ARG...
 """
 
 import importlib.util
 import sys
 from pathlib import Path
 
-EXAMPLES = Path(__file__).resolve().parents[1] / "examples"
+EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
 SEPARATOR = ":::"
 
 

@@ -14,7 +14,7 @@ from ddpm_hf.card import render_model_card
 from ddpm_hf.hub import upload_folder
 from tiny import PUSHED_PIPELINE_FILES, train_tiny_digits
 
-APP_FILE = Path(__file__).resolve().parents[1] / "examples" / "app.py"
+APP_FILE = Path(__file__).resolve().parents[2] / "examples" / "app.py"
 SPACE_FILES = {".gitattributes", "README.md", "app.py", "requirements.txt"}
 
 
@@ -95,6 +95,7 @@ def test_space_on_a_model_branch_is_refused(hub_server, model, run_example):
 
 
 def test_upload_folder_takes_only_model_space_and_dataset_repos(tmp_path):
-    # dataset repos hold reference statistics (ddpm_hf.evaluation.push_reference, tested in test_evaluation_cli.py)
+    # dataset repos hold reference statistics (ddpm_hf.evaluation.push_reference, tested in
+    # tests/evaluation/test_evaluation_cli.py)
     with pytest.raises(ValueError, match="repo_type must be 'model', 'space' or 'dataset'"):
         upload_folder(tmp_path, "user/x", files=[], repo_type="bucket")
