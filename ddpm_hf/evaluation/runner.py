@@ -295,8 +295,10 @@ class BoundEvaluationSettings:
 
     def __post_init__(self) -> None:
         try:
-            for name in ("num_images", "batch_size", "num_inference_steps", "shard_size"):
-                if getattr(self, name) is not None or name in ("num_images", "batch_size"):
+            check_int("num_images", self.num_images)
+            check_int("batch_size", self.batch_size)
+            for name in ("num_inference_steps", "shard_size"):  # None: the full chain, the default shard size
+                if getattr(self, name) is not None:
                     check_int(name, getattr(self, name))
             check_int("seed", self.seed, low=0)
         except InputError as e:

@@ -57,8 +57,7 @@ def run_sharded(
     procs.barrier()
     planned = procs.share(planned)
 
-    total = sum(len(shard) for shards in planned.values() for shard in shards)
-    progress = JobProgress(progress_dir, procs, total, desc=desc)
+    progress = JobProgress(progress_dir, procs, sum(count(shards) for shards in planned.values()), desc=desc)
     try:
         work({part: procs.mine(shards) for part, shards in planned.items()}, progress)
     except NonFiniteSampleError as e:

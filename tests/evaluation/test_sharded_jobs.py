@@ -57,6 +57,7 @@ def test_reference_statistics_resume_after_a_crash_and_match_one_run(tmp_path, w
     assert np.array_equal(resumed.mu, whole.mu) and np.array_equal(resumed.sigma, whole.sigma)
     assert FIDStatistics.load(job / "statistics.npz").num_images == 20
     features = np.load(job / "statistics.features.npy")
+    assert np.allclose(features.mean(axis=0, dtype=np.float64), resumed.mu, rtol=0, atol=1e-5)  # row by row
     assert features.shape == (20, resumed.mu.shape[0]) and np.array_equal(
         features, np.load(tmp_path / "whole" / "statistics.features.npy")
     )
@@ -100,3 +101,26 @@ def test_only_the_runner_plans_and_counts_a_sharded_job():
                 if name in ("JobProgress", "barrier", "create"):
                     callers.setdefault(name, set()).add(path.name)
     assert callers == {"JobProgress": {"sharded.py"}, "barrier": {"sharded.py"}, "create": {"sharded.py"}}
+
+
+@pytest.mark.parametrize(
+    ("settings", "values", "message"),
+    [
+        ("ReferenceSettings", {"num_workers": -1}, "num_workers must be an integer ≥ 0"),
+        ("ReferenceSettings", {"batch_size": 0}, "batch_size must be an integer ≥ 1"),
+        ("BoundEvaluationSettings", {"batch_size": 0}, "batch_size must be an integer ≥ 1"),
+        ("BoundEvaluationSettings", {"shard_size": 0}, "shard_size must be an integer ≥ 1"),
+        ("GammaSettings", {"num_images": 1}, "from 2"),
+        ("GammaSettings", {"num_inference_steps": (10, 0)}, "num_inference_steps must be an integer ≥ 1"),
+    ],
+)
+def test_each_jobs_settings_refuse_bad_values_when_made(settings, values, message):
+    from ddpm_hf.evaluation.analytic import GammaSettings
+    from ddpm_hf.evaluation.reference import ReferenceSettings
+    from ddpm_hf.evaluation.runner import BoundEvaluationSettings
+
+    cls = {"ReferenceSettings": ReferenceSettings, "BoundEvaluationSettings": BoundEvaluationSettings}.get(
+        settings, GammaSettings
+    )
+    with pytest.raises(ValueError, match=message):
+        cls(**values)

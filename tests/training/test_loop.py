@@ -136,7 +136,7 @@ def test_gradient_checkpointing_recomputes_and_trains_identically(tmp_path, monk
 CIFAR10 = ROOT.parent / "shared" / "data" / "cifar10"
 
 
-@pytest.mark.skipif(not CIFAR10.is_dir(), reason="../shared/data/cifar10 is only on the developers' machines")
+@pytest.mark.skipif(not CIFAR10.is_dir(), reason="needs CIFAR-10 as parquet in ../shared/data/cifar10")
 def test_trains_on_the_shared_cifar10_parquet(tmp_path):
     unet = {**TINY_TRAINING["unet_config"], "sample_size": 32, "in_channels": 3, "out_channels": 3}
     args = tiny_train_args(tmp_path / "run", max_train_steps=1, checkpointing_steps=1, unet_config=unet, resolution=32)
